@@ -1,0 +1,126 @@
+"""Training configuration: every default in one place.
+
+The command line (``python -m fer_keras.train``) parses flags into a
+:class:`TrainConfig`; tuning writes ``best_hparams.json`` whose keys are
+field names of this class (``--hparams`` applies them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_keras.data.sources import DataConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+CLASS_WEIGHTING = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults are the GiMeFive paper's recipe.
+
+    Attributes:
+        model: registry name (``fer_keras.models.MODELS``).
+        width: multiplier on every layer width (1.0 is the published model).
+        data: which data to read and how to split it.
+        epochs: maximum epochs (early stopping may end sooner).
+        batch_size: global batch size.
+        optimizer: "sgd" (momentum), "adam" or "adamw".
+        learning_rate: peak learning rate.
+        momentum: SGD momentum.
+        schedule: "constant" or "cosine" (decay to 0 over ``epochs``).
+        warmup_epochs: linear warm-up epochs before the schedule.
+        weight_decay: L2 weight decay; coupled (added to gradients, as
+            PyTorch's SGD does) for sgd and adam, decoupled for adamw.
+        label_smoothing: cross-entropy label smoothing.
+        augment: augmentation names (``fer_keras.data.pipeline.AUGMENTATIONS``).
+        augment_strength: scale of every augmentation's range.
+        class_weighting: "none" or "balanced" sample weights.
+        soft_labels: train on annotator vote distributions where a source has them (FER+).
+        patience: early-stopping patience in epochs, on validation accuracy.
+        seed: seed for weights, shuffling and augmentation.
+        strategy: tf.distribute strategy: "default", "mirrored" or "multi-worker".
+        run_dir: where checkpoints, metrics and plots go.
+        export_base: SavedModel base path (``<base>/<export_name>/<version>/``); "" to skip export.
+        export_name: model name under the export base (TF Serving's model name).
+        steps_per_epoch: cap on training steps per epoch (None: the whole split).
+    """
+
+    model: str = "gimefive"
+    width: float = 1.0
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 80
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    augment: tuple[str, ...] = ("flip",)
+    augment_strength: float = 1.0
+    class_weighting: str = "none"
+    soft_labels: bool = False
+    patience: int = 15
+    seed: int = 0
+    strategy: str = "default"
+    run_dir: str = "runs/gimefive"
+    export_base: str = "models"
+    export_name: str = "gimefive"
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        checks = {
+            "optimizer": (self.optimizer, OPTIMIZERS),
+            "schedule": (self.schedule, SCHEDULES),
+            "strategy": (self.strategy, STRATEGIES),
+            "class_weighting": (self.class_weighting, CLASS_WEIGHTING),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(values: dict) -> "TrainConfig":
+        values = dict(values)
+        data = DataConfig(**{k: tuple(map(tuple, v)) if k == "label_map" else (tuple(v) if isinstance(v, list) else v)
+                             for k, v in values.pop("data", {}).items()})
+        if "augment" in values:
+            values["augment"] = tuple(values["augment"])
+        return TrainConfig(data=data, **values)
+
+
+def apply_hparams(config: TrainConfig, path: str | Path) -> TrainConfig:
+    """``config`` with the values of a ``best_hparams.json`` file applied.
+
+    The file holds ``{"hparams": {field: value}}`` (or a flat mapping); keys
+    that are fields of :class:`TrainConfig` or :class:`DataConfig` are applied,
+    any other key is an error.
+    """
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--hparams {path}: cannot read JSON ({err})") from None
+    values = payload.get("hparams", payload)
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    unknown = set(values) - top - data_fields
+    if unknown:
+        raise ValueError(f"--hparams {path}: unknown keys {sorted(unknown)}")
+    data = dataclasses.replace(config.data, **{k: v for k, v in values.items() if k in data_fields})
+    updates = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in top and k != "data"}
+    return dataclasses.replace(config, data=data, **updates)

@@ -1,0 +1,76 @@
+"""``python -m fer_keras.evaluate``: the test report of a trained model on any reader's split.
+
+Example::
+
+    python -m fer_keras.evaluate --model runs/gimefive/best.keras --data fer2013=../shared/data/fer2013
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fer_keras.data.readers.common import DatasetError
+from fer_keras.train import add_data_arguments, data_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_keras.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a .keras file or a SavedModel folder (version folder or model folder)")
+    add_data_arguments(p)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate. Default: %(default)s")
+    p.add_argument("--exclude-leaked", action="store_true",
+                   help="evaluate only faces that do not also appear in the training data")
+    p.add_argument("--flip-tta", action="store_true", help="average predictions with the mirrored faces")
+    p.add_argument("--batch-size", type=int, default=128, help="prediction batch size. Default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="seed of carved splits (use the training run's). Default: %(default)s")
+    p.add_argument("--out", default=None, help="folder for report.json and confusion_matrix.png")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fer_keras.data.integrity import leaked_mask
+    from fer_keras.data.sources import load_data
+    from fer_keras.evaluation import evaluate_faces
+    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
+    from fer_keras.plots import plot_confusion_matrix
+
+    try:
+        model = load_classifier(args.model)
+        taxonomy = infer_taxonomy(model)
+        if taxonomy.name != args.classes:
+            print(f"note: the model has the {taxonomy.name}-class view; evaluating that view", file=sys.stderr)
+        args.classes = taxonomy.name
+        data = load_data(data_config(args, args.seed))
+        if args.split not in data.splits:
+            raise DatasetError(f"the data has no {args.split} split (it has {', '.join(data.splits)})")
+        faces = data.splits[args.split]
+        others = [data.splits[s] for s in ("train", "val") if s in data.splits and s != args.split]
+        leaked = leaked_mask(faces, *others) if others else None
+        if args.exclude_leaked and leaked is not None:
+            faces, leaked = faces.select(~leaked), None
+        report = evaluate_faces(model, faces, leaked=leaked, batch_size=args.batch_size, flip_tta=args.flip_tta)
+    except (DatasetError, ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report.update(model=str(args.model), split=args.split, excluded_leaked=args.exclude_leaked)
+    print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
+    for c, m in report["per_class"].items():
+        print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")
+    for key in ("by_subset", "accuracy_without_leaked"):
+        if key in report:
+            print(f"  {key}: {report[key]}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        plot_confusion_matrix(report["confusion_matrix"], taxonomy.classes, out / "confusion_matrix.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

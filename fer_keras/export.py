@@ -1,0 +1,45 @@
+"""``python -m fer_keras.export``: write a trained model as a TF Serving SavedModel version.
+
+Example::
+
+    python -m fer_keras.export runs/gimefive/best.keras --base models --name gimefive
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a .keras model file (best.keras of a run)")
+    p.add_argument("--base", default="models", help="serving base path. Default: %(default)s")
+    p.add_argument("--name", default="gimefive", help="model name TF Serving serves it under. Default: %(default)s")
+    p.add_argument("--version", type=int, default=None, help="version number. Default: the next free one")
+    p.add_argument("--classes", choices=("six", "seven"), default=None,
+                   help="class view. Default: from the model's output size")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fer_keras.exporting import export_saved_model
+    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
+
+    try:
+        if not args.model.endswith(".keras"):
+            raise ModelLoadError(f"{args.model}: expected a .keras file")
+        model = load_classifier(args.model)
+        taxonomy = infer_taxonomy(model, args.classes)
+        path = export_saved_model(model, args.base, args.name, taxonomy.classes, version=args.version)
+    except (ModelLoadError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""SavedModel export in the layout TensorFlow Serving reads.
+
+``<base>/<model_name>/<version>/`` holds a SavedModel with signatures:
+
+- ``serving_default``: ``face`` uint8 ``[N, H, W, C]`` (C = 1, or 3 for RGB)
+  -> ``probabilities`` float32 ``[N, K]``, ``class_id`` int64 ``[N]``,
+  ``logits`` float32 ``[N, K]``;
+- ``labels``: no input -> ``class_names`` string ``[K]``, so a client can
+  learn the class order from the server itself.
+
+The class names are also stored as the asset ``assets/labels.txt``, and
+``assets.extra/tf_serving_warmup_requests`` holds warm-up requests that TF
+Serving replays before it marks the version available. A version is written
+into a hidden folder beside its final place and renamed into place, so a
+server polling the base path never sees half a version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the largest numeric version folder (1 when there is none)."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, model: keras.Model, class_names: list[str], labels_file: str):
+        super().__init__()
+        self.model = model
+        self.class_names = tf.constant(class_names)
+        self.labels_asset = tf.saved_model.Asset(labels_file)
+
+    def classify(self, face):
+        outputs = self.model(tf.cast(face, tf.float32), training=False)
+        probabilities = outputs["probabilities"]
+        return {
+            "probabilities": probabilities,
+            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+            "logits": outputs["logits"],
+        }
+
+    def labels(self):
+        return {"class_names": self.class_names}
+
+
+def _write_warmup(path: Path, model_name: str, face_shape: tuple[int, int, int]) -> None:
+    # Imported here: only export needs the TF Serving protos.
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in (1, 8):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+            request.inputs["face"].CopyFrom(tf.make_tensor_proto(np.zeros((batch, *face_shape), np.uint8)))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def export_saved_model(
+    model: keras.Model, base_path: str | os.PathLike, model_name: str, class_names: list[str] | tuple[str, ...],
+    version: int | None = None,
+) -> Path:
+    """Exports ``model`` for TF Serving and returns the version folder.
+
+    Args:
+        model: a Keras model with a ``face`` input and ``probabilities``/``logits`` outputs.
+        base_path: the serving base path.
+        model_name: the name TF Serving serves it under.
+        class_names: class names in output order.
+        version: version number; the next free one when None.
+
+    Raises:
+        FileExistsError: ``version`` already exists.
+    """
+    size = model.input_shape[1]
+    model_dir = Path(base_path) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = version or next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; versions are never overwritten")
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    try:
+        labels_file = staging / "labels.txt"
+        labels_file.write_text("\n".join(class_names) + "\n")
+        module = _ServingModule(model, list(class_names), str(labels_file))
+        serving = tf.function(module.classify, input_signature=[tf.TensorSpec([None, size, size, None], tf.uint8, name="face")])
+        labels = tf.function(module.labels, input_signature=[])
+        out = staging / "savedmodel"
+        tf.saved_model.save(module, str(out), signatures={"serving_default": serving, "labels": labels})
+        _write_warmup(out / "assets.extra" / WARMUP_FILE, model_name, (size, size, 3))
+        os.rename(out, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,84 @@
+"""Loading a trained classifier from a ``.keras`` file or a SavedModel folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fer_keras.data.taxonomy import TAXONOMIES, Taxonomy
+
+# Importing registers the custom layers and optimizers the .keras files refer to.
+import fer_keras.models  # noqa: F401
+import fer_keras.optim  # noqa: F401
+
+
+class ModelLoadError(ValueError):
+    """A model file is missing or is not a classifier this package made."""
+
+
+class SavedModelClassifier:
+    """A SavedModel's ``serving_default`` behind the ``predict`` call evaluation uses."""
+
+    def __init__(self, path: Path):
+        self._loaded = tf.saved_model.load(str(path))
+        try:
+            self._serve = self._loaded.signatures["serving_default"]
+        except KeyError:
+            raise ModelLoadError(f"{path} has no serving_default signature") from None
+        spec = self._serve.structured_input_signature[1]
+        if len(spec) != 1:
+            raise ModelLoadError(f"{path}: serving_default takes {sorted(spec)}, expected one face input")
+        self._input_name, self._spec = next(iter(spec.items()))
+        self.input_shape = tuple(self._spec.shape)
+        self.class_names = None
+        if "labels" in self._loaded.signatures:
+            self.class_names = [c.decode() for c in self._loaded.signatures["labels"]()["class_names"].numpy()]
+
+    def predict(self, images: np.ndarray, batch_size: int = 128, verbose: int = 0) -> dict[str, np.ndarray]:
+        outs = []
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(np.clip(images[start:start + batch_size], 0, 255).astype(self._spec.dtype.as_numpy_dtype))
+            outs.append(self._serve(**{self._input_name: batch})["probabilities"].numpy())
+        return {"probabilities": np.concatenate(outs)}
+
+
+def load_classifier(path: str | Path):
+    """A ``.keras`` model (loaded in Keras safe mode) or a SavedModel folder (version folder or its parent)."""
+    p = Path(path)
+    if p.suffix == ".keras":
+        if not p.is_file():
+            raise ModelLoadError(f"model file {p} does not exist")
+        try:
+            return keras.saving.load_model(p, compile=False, safe_mode=True)
+        except Exception as err:  # a corrupt zip, a foreign model
+            raise ModelLoadError(f"cannot load {p} as a Keras model: {err}") from None
+    if p.is_dir():
+        if not (p / "saved_model.pb").is_file():
+            versions = sorted((int(v.name) for v in p.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file()))
+            if not versions:
+                raise ModelLoadError(f"{p} holds no saved_model.pb and no numbered version folders")
+            p = p / str(versions[-1])
+        return SavedModelClassifier(p)
+    raise ModelLoadError(f"{p} is neither a .keras file nor a SavedModel folder")
+
+
+def infer_taxonomy(model, override: str | None = None) -> Taxonomy:
+    """The class view of a model: named, read from a SavedModel's labels, or guessed from its output size."""
+    if override:
+        return TAXONOMIES[override]
+    names = getattr(model, "class_names", None)
+    if names:
+        for t in TAXONOMIES.values():
+            if list(t.classes) == names:
+                return t
+    if isinstance(model, keras.Model):
+        k = model.get_layer("probabilities").output.shape[-1]
+    else:
+        k = len(names) if names else None
+    for t in TAXONOMIES.values():
+        if t.num_classes == k:
+            return t
+    raise ModelLoadError(f"cannot tell the class view of a model with {k} outputs; pass --classes")

@@ -1,0 +1,131 @@
+"""``python -m fer_keras.train``: train GiMeFive or a baseline, evaluate, export.
+
+With no ``--data`` it trains on the embedded synthetic faces. Examples::
+
+    python -m fer_keras.train --epochs 5
+    python -m fer_keras.train --data fer2013=../shared/data/fer2013 --run-dir runs/fer2013
+    python -m fer_keras.train --run-dir runs/fer2013 --data fer2013=../shared/data/fer2013 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from fer_keras.config import CLASS_WEIGHTING, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig, apply_hparams
+from fer_keras.data.pipeline import AUGMENTATIONS
+from fer_keras.data.readers.common import DatasetError
+from fer_keras.data.readers.fer2013 import PROTOCOLS
+from fer_keras.data.sources import SOURCE_NAMES, DataConfig
+from fer_keras.models import MODELS
+
+D = TrainConfig()
+DD = DataConfig()
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data flags shared by training, evaluation and tuning."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
+                   help=f"a data source, repeatable to aggregate several; NAME is one of {', '.join(SOURCE_NAMES)} "
+                        "(synthetic needs no path, or synthetic=N faces per class). Default: synthetic")
+    g.add_argument("--classes", choices=("six", "seven"), default=DD.classes,
+                   help="class view: six (GiMeFive order) or seven (with neutral). Default: %(default)s")
+    g.add_argument("--image-size", type=int, default=DD.image_size, help="face side in pixels. Default: %(default)s")
+    g.add_argument("--val-fraction", type=float, default=DD.val_fraction,
+                   help="training share carved out for validation where a source has none. Default: %(default)s")
+    g.add_argument("--test-fraction", type=float, default=DD.test_fraction,
+                   help="share held out for testing where a source has no split. Default: %(default)s")
+    g.add_argument("--fer2013-protocol", choices=PROTOCOLS, default=DD.fer2013_protocol,
+                   help="whole-test: test on PublicTest+PrivateTest, validate on a carve of Training (the paper); "
+                        "standard: validate on PublicTest, test on PrivateTest. Default: %(default)s")
+    g.add_argument("--label-map", default="", metavar="FOLDER=EMOTION,...",
+                   help="folder-name to emotion map for the 'folders' source, e.g. joy=happiness,mad=anger")
+    g.add_argument("--synthetic-per-class", type=int, default=DD.synthetic_per_class,
+                   help="synthetic faces per emotion. Default: %(default)s")
+
+
+def data_config(args: argparse.Namespace, seed: int = 0) -> DataConfig:
+    label_map = tuple(tuple(p.split("=", 1)) for p in args.label_map.split(",") if p) if args.label_map else ()
+    if any(len(pair) != 2 for pair in label_map):
+        raise DatasetError(f"--label-map {args.label_map!r}: expected FOLDER=EMOTION pairs separated by commas")
+    return DataConfig(
+        sources=tuple(args.data), classes=args.classes, image_size=args.image_size, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, fer2013_protocol=args.fer2013_protocol, label_map=label_map,
+        synthetic_per_class=args.synthetic_per_class, seed=seed,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_keras.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("--model", choices=sorted(MODELS), default=D.model, help="architecture. Default: %(default)s")
+    m.add_argument("--width", type=float, default=D.width, help="layer width multiplier (1 = published). Default: %(default)s")
+    add_data_arguments(p)
+    t = p.add_argument_group("training (defaults: the GiMeFive paper's recipe)")
+    t.add_argument("--epochs", type=int, default=D.epochs, help="maximum epochs. Default: %(default)s")
+    t.add_argument("--batch-size", type=int, default=D.batch_size, help="global batch size. Default: %(default)s")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="Default: %(default)s")
+    t.add_argument("--lr", type=float, default=D.learning_rate, help="(peak) learning rate. Default: %(default)s")
+    t.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum. Default: %(default)s")
+    t.add_argument("--schedule", choices=SCHEDULES, default=D.schedule, help="learning-rate schedule. Default: %(default)s")
+    t.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs, help="linear warm-up epochs. Default: %(default)s")
+    t.add_argument("--weight-decay", type=float, default=D.weight_decay,
+                   help="L2 weight decay (coupled for sgd/adam, decoupled for adamw). Default: %(default)s")
+    t.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="Default: %(default)s")
+    t.add_argument("--augment", default=",".join(D.augment),
+                   help=f"comma-separated augmentations from {', '.join(AUGMENTATIONS)}; 'none' for none. Default: %(default)s")
+    t.add_argument("--augment-strength", type=float, default=D.augment_strength, help="Default: %(default)s")
+    t.add_argument("--class-weighting", choices=CLASS_WEIGHTING, default=D.class_weighting, help="Default: %(default)s")
+    t.add_argument("--soft-labels", action="store_true", help="train on annotator vote distributions (FER+)")
+    t.add_argument("--patience", type=int, default=D.patience,
+                   help="early-stopping patience on validation accuracy, in epochs. Default: %(default)s")
+    t.add_argument("--steps-per-epoch", type=int, default=None, help="cap on training steps per epoch (quick runs)")
+    t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")
+    t.add_argument("--hparams", default=None, metavar="JSON",
+                   help="best_hparams.json from python -m tuning.search; its values override the flags above")
+    t.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
+                   help="tf.distribute strategy; multi-worker reads TF_CONFIG. Default: %(default)s")
+    o = p.add_argument_group("output")
+    o.add_argument("--run-dir", default=None, help="run directory. Default: runs/<model>")
+    o.add_argument("--resume", action="store_true", help="continue the run in --run-dir after its last completed epoch")
+    o.add_argument("--export-base", default=D.export_base,
+                   help="SavedModel base path; the model goes to <base>/<export-name>/<next version>/; '' skips. Default: %(default)s")
+    o.add_argument("--export-name", default=None, help="model name under the export base. Default: the model name")
+    o.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 1 bar, 2 a line per epoch")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    augment = () if args.augment.strip().lower() in ("", "none") else tuple(a.strip() for a in args.augment.split(","))
+    config = TrainConfig(
+        model=args.model, width=args.width, data=data_config(args, args.seed), epochs=args.epochs,
+        batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, augment=augment, augment_strength=args.augment_strength,
+        class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience, seed=args.seed,
+        strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
+        export_name=args.export_name or args.model, steps_per_epoch=args.steps_per_epoch,
+    )
+    if args.hparams:
+        config = apply_hparams(config, args.hparams)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        from fer_keras.training import RunDirError, train  # TensorFlow loads here, after --help
+
+        train(config, resume=args.resume, verbose=args.verbose)
+    except (DatasetError, RunDirError, ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Training: data -> model -> resumable fit -> validation-selected checkpoint ->
+one test evaluation -> report, plots and SavedModel export.
+
+The run directory ends up holding ``config.json``, ``data_table.csv``,
+``integrity.json``, ``best.keras``, ``last.keras``, ``history.csv``,
+``state.json``, ``metrics.json``, ``confusion_matrix.png``,
+``training_curves.png``, and ``export.txt`` naming the SavedModel version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from fer_keras.checkpointing import RunCheckpoint, RunState, atomic_write_text, load_state
+from fer_keras.config import TrainConfig
+from fer_keras.data.integrity import leaked_mask
+from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
+from fer_keras.data.sources import LoadedData, load_data
+from fer_keras.evaluation import evaluate_faces
+from fer_keras.exporting import export_saved_model
+from fer_keras.models import build_model
+from fer_keras.optim import make_optimizer
+from fer_keras.plots import plot_confusion_matrix, plot_training_curves
+
+
+class RunDirError(RuntimeError):
+    """The run directory conflicts with what was asked (exists without --resume, or another config)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    state: RunState
+    metrics: dict | None
+    export_path: Path | None
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all local GPUs) or ``multi-worker``
+    (machines listed in the ``TF_CONFIG`` environment variable)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss={"logits": keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)},
+        metrics={"probabilities": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
+    )
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]:
+    run_dir = Path(config.run_dir)
+    state = load_state(run_dir)
+    config_file = run_dir / "config.json"
+    if state is not None and not resume:
+        raise RunDirError(f"{run_dir} already holds a run ({state.epochs_done} epochs done); "
+                          "pass --resume to continue it or choose another --run-dir")
+    if state is not None and config_file.is_file():
+        saved = json.loads(config_file.read_text())
+        mine = config.to_dict()
+        differs = sorted(k for k in mine if k not in ("epochs", "patience") and json.dumps(saved.get(k)) != json.dumps(mine[k]))
+        if differs:
+            raise RunDirError(f"cannot resume {run_dir}: its config differs in {', '.join(differs)} "
+                              f"(only epochs and patience may change when resuming)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_file, json.dumps(config.to_dict(), indent=2))
+    return run_dir, state or RunState()
+
+
+def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progress: bool = True) -> TrainResult:
+    """Runs (or resumes) a training run described by ``config``.
+
+    Args:
+        config: the run.
+        resume: continue the run in ``config.run_dir`` after its last completed epoch.
+        verbose: Keras fit verbosity (1: progress bar, 2: one line per epoch).
+        progress: show progress bars while decoding images.
+
+    Returns:
+        the run directory, final state, test metrics and export path.
+    """
+    run_dir, state = _prepare_run_dir(config, resume)
+    keras.utils.set_random_seed(config.seed)
+
+    data = load_data(config.data, progress=progress)
+    data.save_table(run_dir / "data_table.csv")
+    atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
+    print(data.table_text())
+    print(data.integrity.summary())
+    if "val" not in data.splits:
+        raise RunDirError("no validation faces: checkpoints are chosen on validation data, so a validation split is required")
+
+    train_faces = data.splits["train"]
+    weights = class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
+    train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
+                            augment=augmentation(config.augment, config.augment_strength, config.seed),
+                            weights=weights, seed=config.seed)
+    val_ds = make_dataset(data.splits["val"], config.batch_size, soft_labels=False)
+    steps = math.ceil(len(train_faces) / config.batch_size)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+        train_ds = train_ds.repeat()
+
+    strategy = get_strategy(config.strategy)
+    with strategy.scope():
+        if state.checkpoint and (run_dir / state.checkpoint).is_file():
+            print(f"resuming {run_dir} after epoch {state.epochs_done}")
+            model = keras.saving.load_model(run_dir / state.checkpoint)
+        else:
+            state = RunState()
+            model = build_model(config.model, num_classes=data.taxonomy.num_classes,
+                                input_size=config.data.image_size, width=config.width)
+            compile_model(model, config, steps)
+
+    if state.stopped or state.epochs_done >= config.epochs:
+        if (run_dir / "metrics.json").is_file():
+            print(f"{run_dir} is finished ({state.epochs_done} epochs); its test report is metrics.json")
+            export = run_dir / "export.txt"
+            return TrainResult(run_dir, state, json.loads((run_dir / "metrics.json").read_text()),
+                               Path(export.read_text().strip()) if export.is_file() else None)
+    else:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
+            steps_per_epoch=steps if config.steps_per_epoch else None,
+            callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
+        )
+    return finish_run(config, run_dir, state, data)
+
+
+def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: LoadedData) -> TrainResult:
+    """Evaluates the validation-selected checkpoint on the test split once, plots, and exports it."""
+    plot_training_curves(state.history, run_dir / "training_curves.png", state.best_epoch)
+    best = keras.saving.load_model(run_dir / "best.keras", compile=False)
+    metrics = None
+    if "test" in data.splits:
+        test = data.splits["test"]
+        others = [data.splits[s] for s in ("train", "val") if s in data.splits]
+        metrics = evaluate_faces(best, test, leaked=leaked_mask(test, *others))
+        metrics.update(selected_epoch=state.best_epoch, val_accuracy=state.best, epochs_done=state.epochs_done)
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        plot_confusion_matrix(metrics["confusion_matrix"], data.taxonomy.classes, run_dir / "confusion_matrix.png",
+                              title=f"{config.model}, test accuracy {metrics['accuracy']:.3f} (epoch {state.best_epoch})")
+        print(f"test accuracy {metrics['accuracy']:.4f} (macro-F1 {metrics['macro_f1']:.4f}) "
+              f"of the epoch-{state.best_epoch} checkpoint (val accuracy {state.best:.4f}); "
+              f"without {metrics['leaked']} leaked faces: {metrics['accuracy_without_leaked']}")
+    export_path = None
+    if config.export_base:
+        export_path = export_saved_model(best, config.export_base, config.export_name, data.taxonomy.classes)
+        atomic_write_text(run_dir / "export.txt", str(export_path) + "\n")
+        print(f"exported SavedModel to {export_path}")
+    return TrainResult(run_dir, state, metrics, export_path)
+
