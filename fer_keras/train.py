@@ -116,10 +116,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fer_keras.training import RunDirError, train  # TensorFlow loads here, after --help
+
     try:
         config = config_from_args(args)
-        from fer_keras.training import RunDirError, train  # TensorFlow loads here, after --help
-
         train(config, resume=args.resume, verbose=args.verbose)
     except (DatasetError, RunDirError, ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

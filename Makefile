@@ -1,0 +1,27 @@
+# Set-up, the main job and the tests. `make demo` and `make test` each set up first.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-fast clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Train GiMeFive on the embedded synthetic faces, evaluate it and export a SavedModel to models/gimefive/<version>.
+demo: setup
+	$(BIN)/python -m fer_keras.train --epochs 12 --run-dir runs/demo --resume --verbose 2
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not realdata"
+
+clean:
+	rm -rf runs/demo

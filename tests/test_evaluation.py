@@ -1,0 +1,44 @@
+import numpy as np
+
+from fer_keras.data.faces import load_faces
+from fer_keras.data.synthetic import synthetic_records
+from fer_keras.data.taxonomy import SIX
+from fer_keras.evaluation import classification_report, evaluate_faces
+
+
+def test_classification_report_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 2])
+    r = classification_report(labels, predicted, ("a", "b", "c"))
+    assert r["accuracy"] == 4 / 6
+    assert r["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert r["per_class"]["a"]["recall"] == 2 / 3 and r["per_class"]["a"]["precision"] == 1.0
+    assert r["per_class"]["b"]["recall"] == 0.5 and r["per_class"]["b"]["precision"] == 0.5
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 * 1 / 1.5]
+    assert np.isclose(r["macro_f1"], np.mean(f1))
+
+
+class _Oracle:
+    """A stand-in model that answers from a lookup of the true labels, wrong on chosen faces."""
+
+    def __init__(self, faces, wrong):
+        self.lookup = {f.tobytes(): (l + 1) % 6 if i in wrong else l
+                       for i, (f, l) in enumerate(zip(faces.images, faces.labels))}
+
+    def predict(self, images, batch_size=128, verbose=0):
+        labels = [self.lookup[im.astype(np.uint8).tobytes()] for im in images]
+        return {"probabilities": np.eye(6)[labels]}
+
+
+def test_subsets_and_leak_exclusion():
+    records = synthetic_records(per_class=2, size=32, seed=0, splits=(("test", 1.0),))
+    for i, r in enumerate(records):
+        r.subset = "PublicTest" if i % 2 else "PrivateTest"
+    faces = load_faces(records, SIX, 32, progress=False)[0]
+    leaked = np.zeros(len(faces), bool)
+    leaked[[0, 1]] = True
+    report = evaluate_faces(_Oracle(faces, wrong={0, 1, 2}), faces, leaked=leaked)
+    assert report["accuracy"] == 9 / 12
+    assert report["accuracy_without_leaked"] == 9 / 10 and report["leaked"] == 2
+    assert report["by_subset"]["PrivateTest"]["accuracy"] == 4 / 6  # faces 0 and 2 are even
+    assert report["by_subset"]["PublicTest"]["accuracy"] == 5 / 6

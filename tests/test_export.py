@@ -1,0 +1,63 @@
+"""SavedModel export: layout TF Serving reads, outputs equal to the Keras model."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from fer_keras.data.taxonomy import SIX
+from fer_keras.exporting import WARMUP_FILE, export_saved_model, next_version
+from fer_keras.export import main as export_main
+from fer_keras.models import build_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("gimefive", width=1 / 16)
+
+
+def test_export_round_trip(tmp_path, model):
+    path = export_saved_model(model, tmp_path, "gimefive", SIX.classes)
+    assert path == tmp_path / "gimefive" / "1"
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serving_default"]
+    assert set(serve.structured_input_signature[1]) == {"face"}
+    assert serve.structured_input_signature[1]["face"].dtype == tf.uint8
+    faces = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3)).astype(np.uint8)
+    out = serve(face=tf.constant(faces))
+    expected = np.asarray(model(faces.astype(np.float32))["probabilities"])
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["class_id"].numpy(), expected.argmax(1))
+    gray = serve(face=tf.constant(faces[..., :1]))["probabilities"].numpy()
+    assert gray.shape == (5, 6)
+    names = [c.decode() for c in loaded.signatures["labels"]()["class_names"].numpy()]
+    assert names == list(SIX.classes)
+    assert (path / "assets" / "labels.txt").read_text().split() == list(SIX.classes)
+
+
+def test_warmup_records_are_prediction_logs(tmp_path, model):
+    path = export_saved_model(model, tmp_path, "fer", SIX.classes)
+    records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE)).as_numpy_iterator())
+    assert len(records) == 2
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    assert log.predict_log.request.model_spec.name == "fer"
+    assert tf.make_ndarray(log.predict_log.request.inputs["face"]).shape == (1, 64, 64, 3)
+
+
+def test_versions_increase_and_never_overwrite(tmp_path, model):
+    (tmp_path / "m" / "7").mkdir(parents=True)
+    (tmp_path / "m" / "notes").mkdir()
+    assert next_version(tmp_path / "m") == 8
+    assert export_saved_model(model, tmp_path, "m", SIX.classes).name == "8"
+    with pytest.raises(FileExistsError):
+        export_saved_model(model, tmp_path, "m", SIX.classes, version=8)
+    # Nothing half-written is left beside the versions.
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["7", "8", "notes"]
+
+
+def test_export_cli(tmp_path, model, capsys):
+    model.save(tmp_path / "best.keras")
+    assert export_main([str(tmp_path / "best.keras"), "--base", str(tmp_path / "models"), "--name", "g"]) == 0
+    assert (tmp_path / "models" / "g" / "1" / "saved_model.pb").is_file()
+    assert export_main([str(tmp_path / "missing.keras")]) == 2
+    assert "does not exist" in capsys.readouterr().err

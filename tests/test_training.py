@@ -1,0 +1,126 @@
+"""Training end to end on tiny synthetic runs: learning, run directory, resume, export."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fer_keras.checkpointing import load_state
+from fer_keras.config import TrainConfig, apply_hparams
+from fer_keras.data.sources import DataConfig
+from fer_keras.training import RunDirError, train
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_ARGS = ["--width", "0.0625", "--image-size", "32", "--synthetic-per-class", "12", "--batch-size", "16", "--verbose", "0"]
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    base = TrainConfig(
+        model="gimefive", width=1 / 16, data=DataConfig(image_size=32, synthetic_per_class=30), epochs=3,
+        batch_size=16, optimizer="adam", learning_rate=3e-3, run_dir=str(tmp_path / "run"),
+        export_base=str(tmp_path / "models"), export_name="tiny",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    return train(tiny_config(tmp, epochs=4), verbose=0, progress=False)
+
+
+def test_training_reduces_the_loss(finished_run):
+    history = finished_run.state.history
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_run_directory_holds_the_report(finished_run):
+    run = finished_run.run_dir
+    for name in ("config.json", "data_table.csv", "integrity.json", "best.keras", "last.keras", "history.csv",
+                 "state.json", "metrics.json", "confusion_matrix.png", "training_curves.png", "export.txt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selected_epoch"] == finished_run.state.best_epoch
+    assert metrics["val_accuracy"] == max(h["val_accuracy"] for h in finished_run.state.history)
+    assert set(metrics["per_class"]) == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}
+    assert 0 <= metrics["macro_f1"] <= 1 and metrics["leaked"] == 0
+    assert np.array(metrics["confusion_matrix"]).sum() == metrics["n"]
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == tiny_config(run.parent, epochs=4)
+    assert len(list((run / "checkpoints").iterdir())) == 1
+
+
+def test_export_happens_at_the_end(finished_run):
+    assert finished_run.export_path.name == "1" and (finished_run.export_path / "saved_model.pb").is_file()
+
+
+def test_existing_run_needs_resume(finished_run):
+    config = TrainConfig.from_dict(json.loads((finished_run.run_dir / "config.json").read_text()))
+    with pytest.raises(RunDirError, match="--resume"):
+        train(config, verbose=0, progress=False)
+    with pytest.raises(RunDirError, match="differs in learning_rate"):
+        train(dataclasses.replace(config, learning_rate=0.5), resume=True, verbose=0, progress=False)
+
+
+def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path):
+    config = tiny_config(tmp_path, epochs=2, export_base="")
+    first = train(config, verbose=0, progress=False)
+    steps = first.state.history and len(first.state.history)
+    saved = keras.saving.load_model(first.run_dir / "last.keras")
+    iterations = int(saved.optimizer.iterations.numpy())
+    assert iterations > 0 and steps == 2
+    resumed = train(dataclasses.replace(config, epochs=3), resume=True, verbose=0, progress=False)
+    assert [h["epoch"] for h in resumed.state.history] == [1, 2, 3]
+    final = keras.saving.load_model(resumed.run_dir / "last.keras")
+    assert int(final.optimizer.iterations.numpy()) == iterations * 3 // 2
+
+
+def test_a_killed_run_resumes_with_a_consistent_history(tmp_path):
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "fer_keras.train", *TINY_ARGS, "--run-dir", str(run), "--export-base", "",
+            "--patience", "100"]
+    proc = subprocess.Popen([*args, "--epochs", "40"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            state = load_state(run) if (run / "state.json").is_file() else None
+            if state and state.epochs_done >= 2:
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("training made no progress")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = load_state(run).epochs_done
+    assert done >= 2 and (run / load_state(run).checkpoint).is_file()
+    result = subprocess.run([*args, "--epochs", str(done + 2), "--resume"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = load_state(run)
+    assert state.epochs_done == done + 2
+    assert [h["epoch"] for h in state.history] == list(range(1, done + 3))
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == done + 3  # header + one row per epoch, none twice
+
+
+def test_hparams_file_overrides_the_config(tmp_path):
+    path = tmp_path / "best_hparams.json"
+    path.write_text(json.dumps({"hparams": {"learning_rate": 0.01, "batch_size": 32, "augment": ["flip", "zoom"],
+                                            "image_size": 48}}))
+    config = apply_hparams(TrainConfig(), path)
+    assert config.learning_rate == 0.01 and config.batch_size == 32 and config.augment == ("flip", "zoom")
+    assert config.data.image_size == 48
+    path.write_text(json.dumps({"hparams": {"learning_rat": 0.01}}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        apply_hparams(TrainConfig(), path)
