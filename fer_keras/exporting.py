@@ -5,6 +5,11 @@
 - ``serving_default``: ``face`` uint8 ``[N, H, W, C]`` (C = 1, or 3 for RGB)
   -> ``probabilities`` float32 ``[N, K]``, ``class_id`` int64 ``[N]``,
   ``logits`` float32 ``[N, K]``;
+- ``gradcam``: ``face`` -> ``probabilities``, ``class_id`` and ``heatmap``
+  float32 ``[N, h, w]``: the Grad-CAM of the predicted class on the model's
+  ``last_conv`` layer, normalised per face to [0, 1], at that layer's
+  resolution (4x4 for GiMeFive at 64x64; the client resizes it to the face
+  box), so a thin client with no model file can ask for explanations;
 - ``labels``: no input -> ``class_names`` string ``[K]``, so a client can
   learn the class order from the server itself.
 
@@ -26,6 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fer_keras.explain.cams import gradcam_model, gradcam_tape
+
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -39,6 +46,7 @@ class _ServingModule(tf.Module):
     def __init__(self, model: keras.Model, class_names: list[str], labels_file: str):
         super().__init__()
         self.model = model
+        self.explainer = gradcam_model(model)
         self.class_names = tf.constant(class_names)
         self.labels_asset = tf.saved_model.Asset(labels_file)
 
@@ -50,6 +58,10 @@ class _ServingModule(tf.Module):
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
             "logits": outputs["logits"],
         }
+
+    def gradcam(self, face):
+        heatmap, probabilities, class_id = gradcam_tape(self.explainer, tf.cast(face, tf.float32))
+        return {"probabilities": probabilities, "class_id": class_id, "heatmap": heatmap}
 
     def labels(self):
         return {"class_names": self.class_names}
@@ -97,10 +109,14 @@ def export_saved_model(
         labels_file = staging / "labels.txt"
         labels_file.write_text("\n".join(class_names) + "\n")
         module = _ServingModule(model, list(class_names), str(labels_file))
-        serving = tf.function(module.classify, input_signature=[tf.TensorSpec([None, size, size, None], tf.uint8, name="face")])
-        labels = tf.function(module.labels, input_signature=[])
+        face = tf.TensorSpec([None, size, size, None], tf.uint8, name="face")
+        signatures = {
+            "serving_default": tf.function(module.classify, input_signature=[face]),
+            "gradcam": tf.function(module.gradcam, input_signature=[face]),
+            "labels": tf.function(module.labels, input_signature=[]),
+        }
         out = staging / "savedmodel"
-        tf.saved_model.save(module, str(out), signatures={"serving_default": serving, "labels": labels})
+        tf.saved_model.save(module, str(out), signatures=signatures)
         _write_warmup(out / "assets.extra" / WARMUP_FILE, model_name, (size, size, 3))
         os.rename(out, final)
     finally:

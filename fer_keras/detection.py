@@ -1,0 +1,185 @@
+"""Face detection and face crops, shared by the explanation command and the clients.
+
+Every image here is an RGB ``uint8`` array (``to_rgb`` converts what OpenCV
+and users hand in). Detectors return :class:`Face` records; ``crop_faces``
+cuts them out at the model's input size with the same grayscale conversion
+the training data had.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# mtcnn's min_face_size above 24 silently finds nothing (a pyramid bug in mtcnn 1.0).
+MTCNN_MAX_MIN_FACE = 24
+
+
+@dataclass
+class Face:
+    """One detected face: box ``(x, y, w, h)`` in pixels, a confidence, and optional landmarks."""
+
+    box: tuple[int, int, int, int]
+    score: float = 1.0
+    landmarks: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"box": [int(v) for v in self.box], "score": float(self.score),
+                "landmarks": {k: [int(a), int(b)] for k, (a, b) in self.landmarks.items()}}
+
+
+def to_rgb(image: np.ndarray, order: str = "bgr") -> np.ndarray:
+    """Converts gray, BGR(A)/RGB(A) and 16-bit images to RGB ``uint8``.
+
+    Args:
+        image: ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or ``[H, W, 4]``.
+        order: channel order of 3/4-channel input: "bgr" (OpenCV) or "rgb".
+    """
+    if image is None or not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"expected an image array [H, W] or [H, W, C], got {getattr(image, 'shape', type(image))}")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels not in (3, 4):
+        raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
+    if order == "bgr":
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB)
+    return image if channels == 3 else cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Reads an image file as RGB ``uint8``; raises ValueError naming the file when it cannot."""
+    data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if image is None:
+        raise ValueError(f"cannot read {path} as an image")
+    return to_rgb(image, "bgr")
+
+
+class Detector(Protocol):
+    """Anything that finds faces: ``detect(rgb) -> list[Face]`` and a batched form."""
+
+    def detect(self, image: np.ndarray) -> list[Face]: ...
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]: ...
+
+
+class MTCNNDetector:
+    """MTCNN (weights ship with the ``mtcnn`` package): boxes, scores and five landmarks.
+
+    Args:
+        min_face_size: smallest face in pixels (at most 24: larger values find nothing in mtcnn 1.0).
+        threshold: confidence below which faces are dropped.
+    """
+
+    def __init__(self, min_face_size: int = 20, threshold: float = 0.9):
+        if min_face_size > MTCNN_MAX_MIN_FACE:
+            raise ValueError(f"MTCNN min_face_size must be at most {MTCNN_MAX_MIN_FACE} (mtcnn 1.0 finds nothing above it)")
+        from mtcnn import MTCNN
+
+        self._mtcnn = MTCNN()
+        self.min_face_size = min_face_size
+        self.threshold = threshold
+
+    def _faces(self, results) -> list[Face]:
+        faces = []
+        for r in results:
+            if float(r["confidence"]) < self.threshold:
+                continue
+            x, y, w, h = (int(v) for v in r["box"])
+            marks = {k: (int(v[0]), int(v[1])) for k, v in r.get("keypoints", {}).items()}
+            faces.append(Face((x, y, w, h), float(r["confidence"]), marks))
+        return faces
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        if not images:
+            return []
+        results = self._mtcnn.detect_faces(images if len(images) > 1 else images[0], min_face_size=self.min_face_size)
+        if len(images) == 1:
+            results = [results]
+        return [self._faces(r) for r in results]
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade: fast, no landmarks, misses turned faces.
+
+    Args:
+        downscale: detect on a frame shrunk to at most this many pixels wide (speed).
+        min_neighbors: cascade strictness.
+    """
+
+    def __init__(self, downscale: int = 320, min_neighbors: int = 5):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"OpenCV's Haar cascade {path} is missing (OpenCV 5 dropped them: use opencv<5)")
+        self.downscale = downscale
+        self.min_neighbors = min_neighbors
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, self.downscale / gray.shape[1]) if self.downscale else 1.0
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        boxes = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(20, 20))
+        return [Face(tuple(int(round(v / scale)) for v in b), 1.0) for b in (boxes if len(boxes) else [])]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        return [self.detect(im) for im in images]
+
+
+class WholeImage:
+    """No detection: each image is already a face crop."""
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return [Face((0, 0, image.shape[1], image.shape[0]), 1.0)]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        return [self.detect(im) for im in images]
+
+
+DETECTORS = {"mtcnn": MTCNNDetector, "haar": HaarDetector, "none": WholeImage}
+
+
+def make_detector(name: str, **kwargs) -> Detector:
+    try:
+        return DETECTORS[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}") from None
+
+
+def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.0, align: bool = False) -> np.ndarray:
+    """Cuts ``face`` out of an RGB ``image`` as a square ``[size, size, 1]`` grayscale uint8 crop.
+
+    Args:
+        image: RGB frame.
+        face: the detection.
+        size: output side (the model's input size).
+        margin: extra border, as a fraction of the box side, on every side.
+        align: rotate so the eyes are level (needs eye landmarks).
+    """
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    x, y, w, h = face.box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(w, h) * (1 + 2 * margin)
+    angle = 0.0
+    if align and "left_eye" in face.landmarks and "right_eye" in face.landmarks:
+        (lx, ly), (rx, ry) = face.landmarks["left_eye"], face.landmarks["right_eye"]
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+    # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
+    m[:, 2] += (size / 2 - cx, size / 2 - cy)
+    crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop[..., None]

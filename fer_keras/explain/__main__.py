@@ -1,0 +1,207 @@
+"""``python -m fer_keras.explain``: explanation images, per-class maps and faithfulness.
+
+Examples::
+
+    # overlay + grid per image (face crops; --detect finds faces in full photos first)
+    python -m fer_keras.explain photo.jpg faces/ --model runs/fer2013/best.keras --detect --out explained/
+    # where the model looks for each emotion, over a labelled split
+    python -m fer_keras.explain --class-means --model runs/fer2013/best.keras --data fer2013=../shared/data/fer2013 --out maps/
+    # deletion / insertion faithfulness of every method against a random baseline
+    python -m fer_keras.explain --faithfulness --model runs/fer2013/best.keras --data fer2013=../shared/data/fer2013 --out faith/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
+from fer_keras.train import add_data_arguments, data_config
+
+METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "layercam", "saliency")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_keras.explain", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="*", help="image files or folders of images to explain")
+    p.add_argument("--model", required=True, help="a trained .keras model")
+    p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
+    p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
+    p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--detect", action="store_true", help="find faces with MTCNN first (for full photos)")
+    p.add_argument("--margin", type=float, default=0.1, help="crop margin around detected faces. Default: %(default)s")
+    p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in overlays. Default: %(default)s")
+    modes = p.add_argument_group("dataset modes (use --data)")
+    modes.add_argument("--class-means", action="store_true", help="per-class mean heatmap figure over a labelled split")
+    modes.add_argument("--faithfulness", action="store_true",
+                       help="deletion/insertion areas per method and class against a random-map baseline")
+    modes.add_argument("--methods", default=",".join(METHOD_NAMES),
+                       help="methods compared by --faithfulness. Default: %(default)s")
+    modes.add_argument("--split", default="test", choices=("train", "val", "test"), help="Default: %(default)s")
+    modes.add_argument("--limit", type=int, default=600, help="faces used from the split (stratified). Default: %(default)s")
+    modes.add_argument("--steps", type=int, default=16, help="deletion/insertion steps. Default: %(default)s")
+    modes.add_argument("--seed", type=int, default=0, help="seed for sampling and tie-breaking. Default: %(default)s")
+    add_data_arguments(p)
+    return p
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """Image files named directly or found (recursively) in named folders."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist")
+    return files
+
+
+def explain_images(args, model, taxonomy) -> int:
+    import numpy as np
+
+    from fer_keras.detection import WholeImage, crop_face, make_detector, read_rgb
+    from fer_keras.explain.cams import explain
+    from fer_keras.explain.figures import face_grid
+    from fer_keras.explain.overlay import annotate_face
+
+    detector = make_detector("mtcnn") if args.detect else WholeImage()
+    size = model.input_shape[1]
+    target = None if args.target is None else taxonomy.classes.index(args.target)
+    out = Path(args.out)
+    written, failed = 0, []
+    for path in image_files(args.images):
+        try:
+            rgb = read_rgb(str(path))
+        except ValueError as err:
+            failed.append(str(err))
+            print(f"skipped: {err}", file=sys.stderr)
+            continue
+        faces = detector.detect(rgb)
+        if not faces:
+            print(f"no face found in {path}", file=sys.stderr)
+            continue
+        crops = np.stack([crop_face(rgb, f, size, margin=args.margin if args.detect else 0.0) for f in faces])
+        result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
+        canvas = rgb.copy()
+        for i, face in enumerate(faces):
+            x, y, w, h = face.box
+            annotate_face(canvas, face.box, result.probabilities[i], taxonomy.classes, heatmap=result.maps[i],
+                          landmarks=face.landmarks, alpha=args.alpha, label=f"#{i}" if len(faces) > 1 else None)
+            suffix = f"_face{i}" if len(faces) > 1 else ""
+            face_grid(crops[i], result.maps[i], result.probabilities[i], taxonomy.classes,
+                      out / f"{path.stem}{suffix}_grid.png", args.method, args.alpha)
+        import cv2
+
+        cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        written += 1
+    print(f"explained {written} image(s) into {out}; {len(failed)} unreadable")
+    return 0 if written or not failed else 2
+
+
+def sample_split(faces, limit: int, seed: int):
+    """At most ``limit`` faces, about equally many per class."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = faces.taxonomy.num_classes
+    picked = []
+    for c in range(k):
+        idx = np.flatnonzero(faces.labels == c)
+        rng.shuffle(idx)
+        picked.append(idx[: max(1, limit // k)])
+    return faces.select(np.sort(np.concatenate(picked)))
+
+
+def dataset_modes(args, model, taxonomy) -> int:
+    import numpy as np
+
+    from fer_keras.data.sources import load_data
+    from fer_keras.explain.cams import explain
+    from fer_keras.explain.faithfulness import faithfulness_report, report_table
+    from fer_keras.explain.figures import class_mean_heatmaps
+
+    args.classes = taxonomy.name
+    data = load_data(data_config(args, args.seed))
+    if args.split not in data.splits:
+        raise DatasetError(f"the data has no {args.split} split")
+    faces = sample_split(data.splits[args.split], args.limit, args.seed)
+    out = Path(args.out)
+    if args.class_means:
+        result = explain(model, faces.images, args.method, layer=args.layer)
+        counts = class_mean_heatmaps(faces.images, result.maps, faces.labels, taxonomy.classes,
+                                     out / f"class_means_{args.method}.png", args.method)
+        print(f"wrote {out / f'class_means_{args.method}.png'} ({counts})")
+    if args.faithfulness:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = set(methods) - set(METHOD_NAMES)
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}")
+
+        def predict(x):
+            return np.asarray(model.predict(x, batch_size=256, verbose=0)["probabilities"])
+
+        report = faithfulness_report(
+            predict, lambda m, x, ids: explain(model, x, m, class_ids=ids, layer=args.layer).maps,
+            faces.images, faces.labels, taxonomy.classes, methods, steps=args.steps, seed=args.seed)
+        report.update(model=str(args.model), data=list(args.data), split=args.split)
+        (out / "faithfulness.json").write_text(json.dumps(report, indent=1))
+        plot_curves(report, out / "faithfulness.png")
+        print(report_table(report))
+    return 0
+
+
+def plot_curves(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in report["methods"].items():
+        x = [i / report["steps"] for i in range(report["steps"] + 1)]
+        style = ":" if name == "random" else "-"
+        axes[0].plot(x, r["deletion_curve"], style, label=f"{name} ({r['deletion']:.3f})")
+        axes[1].plot(x, r["insertion_curve"], style, label=f"{name} ({r['insertion']:.3f})")
+    for ax, title in zip(axes, ("deletion (lower is better)", "insertion (higher is better)")):
+        ax.set_title(title)
+        ax.set_xlabel("share of pixels")
+        ax.set_ylabel("probability of the explained class")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.images or args.class_means or args.faithfulness):
+        parser.error("name images to explain, or --class-means / --faithfulness with --data")
+    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
+
+    try:
+        if not str(args.model).endswith(".keras"):
+            raise ModelLoadError(f"{args.model}: explanations need a .keras model file")
+        model = load_classifier(args.model)
+        taxonomy = infer_taxonomy(model)
+        if args.target is not None and args.target not in taxonomy.classes:
+            raise ValueError(f"--target {args.target!r} is not one of {', '.join(taxonomy.classes)}")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        code = explain_images(args, model, taxonomy) if args.images else 0
+        if args.class_means or args.faithfulness:
+            code = dataset_modes(args, model, taxonomy) or code
+    except (ModelLoadError, DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Explanations: tf-keras-vis maps, the hand-written Grad-CAM, the served gradcam signature,
+overlays, the command, and faithfulness against a random baseline."""
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fer_keras.config import TrainConfig
+from fer_keras.data.sources import DataConfig, load_data
+from fer_keras.data.synthetic import synthetic_records, write_class_folders
+from fer_keras.data.taxonomy import SIX
+from fer_keras.explain.__main__ import main as explain_main
+from fer_keras.explain.cams import METHODS, explain, gradcam_model, gradcam_tape, normalize_maps
+from fer_keras.explain.faithfulness import area_under, faithfulness_report
+from fer_keras.explain.overlay import annotate_face, colorize, overlay_heatmap
+from fer_keras.exporting import export_saved_model
+from fer_keras.models import build_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small GiMeFive trained on synthetic faces for a few epochs."""
+    from fer_keras.training import train
+
+    tmp = tmp_path_factory.mktemp("explain")
+    config = TrainConfig(model="gimefive", width=0.25, data=DataConfig(synthetic_per_class=150), epochs=10,
+                         batch_size=32, optimizer="adam", learning_rate=2e-3, run_dir=str(tmp / "run"),
+                         export_base="", patience=100)
+    result = train(config, verbose=0, progress=False)
+    import keras
+
+    return keras.saving.load_model(result.run_dir / "best.keras"), result
+
+
+@pytest.fixture(scope="module")
+def faces():
+    data = load_data(DataConfig(synthetic_per_class=8, seed=3), progress=False)
+    return data.splits["train"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_maps_match_single_face_maps(trained, faces, method):
+    model, _ = trained
+    x = faces.images[:4]
+    batch = explain(model, x, method)
+    single = np.concatenate([explain(model, x[i:i + 1], method).maps for i in range(4)])
+    assert batch.maps.min() >= 0 and batch.maps.max() <= 1
+    np.testing.assert_allclose(batch.maps, single, atol=1e-4)
+    np.testing.assert_array_equal(batch.class_ids, batch.probabilities.argmax(1))
+
+
+def test_tf_keras_vis_gradcam_equals_hand_written_gradcam(trained, faces):
+    model, _ = trained
+    x = faces.images[:12]
+    vis = explain(model, x, "gradcam")
+    cam, probabilities, ids = gradcam_tape(gradcam_model(model), tf.constant(x, tf.float32))
+    np.testing.assert_array_equal(ids.numpy(), vis.class_ids)
+    np.testing.assert_allclose(cam.numpy(), vis.maps, atol=1e-5)
+    assert cam.shape[1:] == model.get_layer("last_conv").output.shape[1:3]
+
+
+def test_a_chosen_class_is_explained(trained, faces):
+    model, _ = trained
+    chosen = explain(model, faces.images[:3], "gradcam", class_ids=2)
+    assert chosen.class_ids.tolist() == [2, 2, 2]
+
+
+def test_zero_maps_stay_zero_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = normalize_maps(np.zeros((3, 4, 4)))
+    assert np.array_equal(out, np.zeros((3, 4, 4)))
+    # A model whose logits ignore the features gives all-zero gradients: the map is zero, not NaN.
+    model = build_model("gimefive", width=1 / 16)
+    logits = model.get_layer("logits")
+    logits.set_weights([np.zeros_like(w) for w in logits.get_weights()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        maps = explain(model, np.full((2, 64, 64, 1), 100, np.uint8), "gradcam").maps
+    assert np.isfinite(maps).all() and not maps.any()
+
+
+def test_gradcam_signature_matches_tf_keras_vis(trained, faces, tmp_path):
+    model, _ = trained
+    path = export_saved_model(model, tmp_path, "g", SIX.classes)
+    served = tf.saved_model.load(str(path)).signatures["gradcam"]
+    x = faces.images[:10]
+    out = served(face=tf.constant(x))
+    vis = explain(model, x, "gradcam")
+    np.testing.assert_allclose(out["heatmap"].numpy(), vis.maps, atol=1e-4)
+    np.testing.assert_array_equal(out["class_id"].numpy(), vis.class_ids)
+    np.testing.assert_allclose(out["probabilities"].numpy(), vis.probabilities, atol=1e-5)
+
+
+def test_overlay_colours_and_sizes():
+    face = np.full((30, 20, 3), 100, np.uint8)
+    hot = np.ones((4, 4))
+    assert overlay_heatmap(face, hot, alpha=0.0).tolist() == face.tolist()
+    full = overlay_heatmap(face, hot, alpha=1.0)
+    assert full.shape == (30, 20, 3)
+    assert tuple(full[0, 0]) == tuple(colorize(np.ones((1, 1)))[0, 0])
+    red, _, blue = colorize(np.array([[1.0]]))[0, 0]
+    assert red > 100 and blue == 0          # JET: hot is red (RGB order)
+    red, _, blue = colorize(np.array([[0.0]]))[0, 0]
+    assert blue > 100 and red == 0          # cold is blue
+    gray = overlay_heatmap(np.full((8, 8, 1), 50, np.uint8), np.zeros((2, 2)), 0.5)
+    assert gray.shape == (8, 8, 3)
+
+
+def test_annotate_face_stays_inside_the_frame():
+    frame = np.zeros((120, 160, 3), np.uint8)
+    out = annotate_face(frame, (130, 100, 60, 60), [0.1, 0.6, 0.1, 0.1, 0.05, 0.05], SIX.classes,
+                        heatmap=np.random.default_rng(0).random((4, 4)), landmarks={"nose": (150, 110)}, label="#3")
+    assert out.shape == (120, 160, 3) and out.any()
+
+
+def test_cli_writes_the_files_it_names(trained, tmp_path):
+    _, result = trained
+    folder = tmp_path / "crops"
+    write_class_folders(folder, synthetic_records(per_class=1, seed=4, splits=(("train", 1.0),)))
+    corrupt = folder / "train" / "broken.png"
+    corrupt.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    code = explain_main([str(folder), "--model", str(result.run_dir / "best.keras"), "--out", str(out),
+                         "--method", "gradcam++"])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert len([n for n in names if n.endswith("_overlay.png")]) == 6
+    assert len([n for n in names if n.endswith("_grid.png")]) == 6
+    assert cv2.imread(str(out / names[0])) is not None
+    code = explain_main(["--class-means", "--model", str(result.run_dir / "best.keras"), "--out", str(out),
+                         "--synthetic-per-class", "12", "--limit", "30"])
+    assert code == 0 and (out / "class_means_gradcam.png").is_file()
+    assert explain_main([str(tmp_path / "missing.png"), "--model", str(result.run_dir / "best.keras"),
+                         "--out", str(out)]) == 2
+
+
+def test_area_under_a_curve():
+    assert area_under(np.array([[1.0, 1.0, 1.0]]))[0] == pytest.approx(1.0)
+    assert area_under(np.array([[1.0, 0.0, 0.0]]))[0] == pytest.approx(0.25)
+
+
+def test_gradcam_beats_the_random_baseline(trained):
+    model, _ = trained
+    data = load_data(DataConfig(synthetic_per_class=10, seed=11), progress=False)
+    test = data.splits["train"]
+
+    def predict(x):
+        return np.asarray(model.predict(x, batch_size=256, verbose=0)["probabilities"])
+
+    report = faithfulness_report(predict, lambda m, x, ids: explain(model, x, m, class_ids=ids).maps,
+                                 test.images, test.labels, SIX.classes, ["gradcam"], steps=10)
+    g, r = report["methods"]["gradcam"], report["methods"]["random"]
+    assert g["deletion"] < r["deletion"]
+    assert g["insertion"] > r["insertion"]
+    assert set(g["per_class"]) == set(SIX.classes)
