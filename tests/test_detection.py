@@ -1,0 +1,88 @@
+"""Face detection on a real photo that scikit-image ships, colour handling and crops."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from fer_keras.detection import (
+    LANDMARK_NAMES, Face, HaarDetector, MTCNNDetector, WholeImage, crop_face, make_detector, read_rgb, to_rgb,
+)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return skimage.data.astronaut()  # RGB, 512x512, one face around x 160..270, y 40..170
+
+
+def _inside(face: Face, x0=140, y0=20, x1=290, y1=200):
+    x, y, w, h = face.box
+    return x0 <= x + w / 2 <= x1 and y0 <= y + h / 2 <= y1
+
+
+def test_mtcnn_finds_the_face_with_five_landmarks(astronaut):
+    faces = MTCNNDetector().detect(astronaut)
+    assert len(faces) == 1 and _inside(faces[0]) and faces[0].score > 0.9
+    assert set(faces[0].landmarks) == set(LANDMARK_NAMES)
+    lx, ly = faces[0].landmarks["left_eye"]
+    rx, ry = faces[0].landmarks["right_eye"]
+    assert lx < rx and abs(ly - ry) < 20
+    assert faces[0].to_json()["box"] == list(faces[0].box)
+
+
+def test_mtcnn_batch_equals_single(astronaut):
+    detector = MTCNNDetector()
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    batch = detector.detect_batch([astronaut, blank])
+    assert len(batch) == 2 and len(batch[0]) == 1 and batch[1] == []
+
+
+def test_mtcnn_refuses_a_min_face_size_that_finds_nothing():
+    with pytest.raises(ValueError, match="at most 24"):
+        MTCNNDetector(min_face_size=40)
+
+
+def test_haar_finds_the_face(astronaut):
+    faces = HaarDetector().detect(astronaut)
+    assert any(_inside(f) for f in faces)
+
+
+def test_whole_image_and_registry():
+    assert WholeImage().detect(np.zeros((10, 20, 3), np.uint8))[0].box == (0, 0, 20, 10)
+    assert isinstance(make_detector("none"), WholeImage)
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("yolo")
+
+
+def test_colour_conversions():
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 2] = 255  # red in OpenCV's BGR order
+    assert to_rgb(bgr, "bgr")[0, 0].tolist() == [255, 0, 0]
+    assert to_rgb(bgr, "rgb")[0, 0].tolist() == [0, 0, 255]
+    assert to_rgb(np.full((2, 2), 7, np.uint8)).shape == (2, 2, 3)
+    assert to_rgb(np.zeros((2, 2, 4), np.uint8)).shape == (2, 2, 3)
+    assert to_rgb(np.full((2, 2), 65535, np.uint16)).max() == 255
+    with pytest.raises(ValueError, match="expected"):
+        to_rgb(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_read_rgb_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        read_rgb(str(bad))
+    with pytest.raises(ValueError, match="missing.png"):
+        read_rgb(str(tmp_path / "missing.png"))
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.dstack([np.zeros((4, 4)), np.zeros((4, 4)), np.full((4, 4), 255)]).astype(np.uint8))
+    assert read_rgb(str(good))[0, 0].tolist() == [255, 0, 0]
+
+
+def test_crops_are_gray_squares_at_the_model_size(astronaut):
+    face = Face((160, 40, 110, 130), 1.0, {"left_eye": (190, 100), "right_eye": (240, 110)})
+    crop = crop_face(astronaut, face, 64, margin=0.1)
+    assert crop.shape == (64, 64, 1) and crop.dtype == np.uint8
+    aligned = crop_face(astronaut, face, 64, align=True)
+    assert aligned.shape == (64, 64, 1) and not np.array_equal(aligned, crop_face(astronaut, face, 64))
+    # A box hanging off the frame is padded, not an error.
+    assert crop_face(astronaut, Face((480, 480, 100, 100)), 48).shape == (48, 48, 1)
