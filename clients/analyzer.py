@@ -1,0 +1,367 @@
+"""The video / camera emotion analyzer: detect, track, classify, explain, annotate, write.
+
+Stages run concurrently: a reader thread decodes frames into a bounded queue;
+the main thread detects faces every k frames (tracking boxes in between),
+crops every tracked face of a group of frames and sends them as one Predict
+call, keeping several calls in flight; results come back in order, are
+smoothed per track, get Grad-CAM heatmaps refreshed every few frames, are
+drawn and written (JSON lines as they go) and handed to a writer thread that
+encodes the annotated video.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from clients.client import EmotionClient
+from clients.sources import FrameSource, VideoSink
+from clients.tracking import IoUTracker, Track
+from fer_keras.detection import Detector, Face, crop_face, make_detector
+from fer_keras.explain.overlay import annotate_face
+
+STAGES = ("decode", "detect", "crop", "classify", "explain", "annotate", "encode")
+_END = object()
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """How the analyzer works. Defaults in one place; the CLI parses flags into this.
+
+    Attributes:
+        detector: "mtcnn", "haar" or "none" (frames are face crops).
+        detect_every: run the detector every k frames; track boxes in between.
+        explain: "gradcam" (heatmaps) or "none".
+        explain_every: refresh each track's heatmap every n frames.
+        smoothing: weight of the newest frame in each track's moving average (1 = none).
+        batch_frames: frames whose faces share one Predict call.
+        max_in_flight: Predict calls outstanding at once.
+        margin: crop margin around a box (share of its side).
+        align: level the eyes before classifying (needs landmarks).
+        queue_size: frames buffered between stages.
+        alpha: heatmap opacity in the annotated video.
+        iou_threshold: least IoU for a detection to continue a track.
+    """
+
+    detector: str = "mtcnn"
+    detect_every: int = 5
+    explain: str = "gradcam"
+    explain_every: int = 10
+    smoothing: float = 0.5
+    batch_frames: int = 8
+    max_in_flight: int = 3
+    margin: float = 0.1
+    align: bool = False
+    queue_size: int = 32
+    alpha: float = 0.4
+    iou_threshold: float = 0.3
+
+    def __post_init__(self):
+        if self.detect_every < 1 or self.explain_every < 1 or self.batch_frames < 1 or self.max_in_flight < 1:
+            raise ValueError("detect_every, explain_every, batch_frames and max_in_flight must be at least 1")
+        if self.explain not in ("gradcam", "none"):
+            raise ValueError(f"explain must be 'gradcam' or 'none'; got {self.explain!r}")
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1]; got {self.smoothing}")
+
+
+@dataclass
+class FaceResult:
+    track_id: int
+    face: Face
+    probabilities: np.ndarray
+    smoothed: np.ndarray
+    explained: bool = False
+
+
+@dataclass
+class FrameResult:
+    index: int
+    time: float
+    faces: list[FaceResult] = field(default_factory=list)
+
+    def to_json(self, classes) -> dict:
+        return {
+            "frame": self.index, "time": round(self.time, 4),
+            "faces": [{
+                "track": f.track_id, **f.face.to_json(),
+                "emotion": classes[int(f.smoothed.argmax())],
+                "probabilities": {c: round(float(p), 5) for c, p in zip(classes, f.probabilities)},
+                "smoothed": {c: round(float(p), 5) for c, p in zip(classes, f.smoothed)},
+                "heatmap_refreshed": f.explained,
+            } for f in self.faces],
+        }
+
+
+@dataclass
+class _Chunk:
+    frames: list[tuple[int, np.ndarray]]
+    faces: list[list[tuple[Track, Face]]]  # per frame: (track, its box at that frame)
+    crops: np.ndarray
+    future: object
+
+
+class VideoAnalyzer:
+    """Runs the pipeline over a :class:`FrameSource`.
+
+    Args:
+        client: a connected :class:`EmotionClient`.
+        config: pipeline settings.
+        detector: a face detector (default: ``config.detector``).
+        explainer: ``crops -> heatmaps`` (default: the server's ``gradcam`` signature).
+    """
+
+    def __init__(self, client: EmotionClient, config: AnalyzerConfig = AnalyzerConfig(),
+                 detector: Detector | None = None, explainer: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.client = client
+        self.config = config
+        self.detector = detector or make_detector(config.detector)
+        if config.explain == "gradcam" and explainer is None:
+            explainer = lambda crops: client.explain(crops)[1]  # noqa: E731
+        self.explainer = explainer if config.explain == "gradcam" else None
+        self.tracker = IoUTracker(config.iou_threshold)
+        self.times: dict[str, float] = defaultdict(float)
+        self.classes = client.classes
+
+    # -- stages ----------------------------------------------------------------------
+    def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
+        try:
+            index = 0
+            while not stop.is_set():
+                start = time.perf_counter()
+                frame = next(source.frames, None)
+                self.times["decode"] += time.perf_counter() - start
+                if frame is None:
+                    break
+                frames.put((index, frame))
+                index += 1
+        except Exception as err:  # handed to the main thread, which raises it
+            frames.put(err)
+        finally:
+            frames.put(_END)
+
+    def _writer(self, out: queue.Queue, sink: VideoSink | None, show: bool, stop: threading.Event) -> None:
+        window = show
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            start = time.perf_counter()
+            if sink is not None:
+                sink.write(item)
+            if window:
+                window = _show(item, stop)
+            self.times["encode"] += time.perf_counter() - start
+
+    def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        return crop_face(frame, face, self.client.face_size, self.config.margin, self.config.align)
+
+    def _submit(self, batch: list[tuple[int, np.ndarray]], detections: dict[int, list[Face]]) -> _Chunk:
+        per_frame, crops = [], []
+        for index, frame in batch:
+            if index in detections:
+                self.tracker.update(detections[index])
+            live = [(t, t.face) for t in self.tracker.live()]
+            start = time.perf_counter()
+            crops += [self._crop(frame, face) for _, face in live]
+            self.times["crop"] += time.perf_counter() - start
+            per_frame.append(live)
+        stack = np.stack(crops) if crops else np.zeros((0, self.client.face_size, self.client.face_size, 1), np.uint8)
+        return _Chunk(batch, per_frame, stack, self.client.predict_async(stack) if len(stack) else None)
+
+    def _finish(self, chunk: _Chunk, fps: float) -> list[tuple[FrameResult, np.ndarray]]:
+        start = time.perf_counter()
+        probabilities = chunk.future.result().probabilities if chunk.future is not None else np.zeros((0, 0))
+        self.times["classify"] += time.perf_counter() - start
+        self._refresh_heatmaps(chunk)
+        results, row = [], 0
+        start = time.perf_counter()
+        for (index, frame), faces in zip(chunk.frames, chunk.faces):
+            result = FrameResult(index, index / fps)
+            canvas = frame.copy()
+            for track, face in faces:
+                p = probabilities[row]
+                row += 1
+                smoothed = track.smooth(p, self.config.smoothing).copy()
+                track.history.append((index, smoothed))
+                result.faces.append(FaceResult(track.track_id, face, p, smoothed, track.heatmap_frame == index))
+                annotate_face(canvas, face.box, smoothed, self.classes, heatmap=track.heatmap, landmarks=face.landmarks,
+                              label=f"#{track.track_id}", alpha=self.config.alpha)
+            results.append((result, canvas))
+        self.times["annotate"] += time.perf_counter() - start
+        return results
+
+    def _refresh_heatmaps(self, chunk: _Chunk) -> None:
+        """Explains each track whose heatmap is older than ``explain_every`` frames, on its latest crop here."""
+        if self.explainer is None:
+            return
+        latest: dict[int, tuple[Track, int, int]] = {}
+        row = 0
+        for (index, _), faces in zip(chunk.frames, chunk.faces):
+            for track, _ in faces:
+                latest[track.track_id] = (track, index, row)
+                row += 1
+        stale = [(t, i, r) for t, i, r in latest.values() if i - t.heatmap_frame >= self.config.explain_every]
+        if not stale:
+            return
+        start = time.perf_counter()
+        maps = self.explainer(chunk.crops[[r for _, _, r in stale]])
+        self.times["explain"] += time.perf_counter() - start
+        for (track, index, _), heatmap in zip(stale, maps):
+            track.heatmap, track.heatmap_frame = heatmap, index
+
+    # -- the run ---------------------------------------------------------------------
+    def run(self, source: FrameSource, *, video_out: str | Path | None = None, jsonl: str | Path | None = None,
+            show: bool = False, progress: bool = True, limit: int | None = None) -> dict:
+        """Analyses every frame of ``source``.
+
+        Args:
+            source: frames to analyse.
+            video_out: annotated video path (None: no video).
+            jsonl: JSON-lines path, one record per frame, appended and flushed as frames finish.
+            show: display frames in a window when a display exists.
+            progress: show a progress bar with frames per second.
+            limit: stop after this many frames.
+
+        Returns:
+            the run summary (see :meth:`summary`).
+        """
+        cfg = self.config
+        frames: queue.Queue = queue.Queue(cfg.queue_size)
+        out: queue.Queue = queue.Queue(cfg.queue_size)
+        stop = threading.Event()
+        sink = VideoSink(video_out, source.fps) if video_out else None
+        log = open(jsonl, "w") if jsonl else None
+        reader = threading.Thread(target=self._reader, args=(source, frames, stop), daemon=True, name="reader")
+        writer = threading.Thread(target=self._writer, args=(out, sink, show, stop), daemon=True, name="writer")
+        reader.start()
+        writer.start()
+        bar = tqdm(total=min(source.count or limit or 0, limit or 10**12) or None, unit="frame", disable=not progress,
+                   desc=source.name)
+        inflight: deque[_Chunk] = deque()
+        done_frames, faces_seen, started = 0, 0, time.perf_counter()
+
+        def drain(keep: int) -> None:
+            nonlocal done_frames, faces_seen
+            while len(inflight) > keep:
+                for result, canvas in self._finish(inflight.popleft(), source.fps):
+                    if log:
+                        log.write(json.dumps(result.to_json(self.classes)) + "\n")
+                        log.flush()
+                    out.put(canvas)
+                    done_frames += 1
+                    faces_seen += len(result.faces)
+                    bar.update(1)
+                bar.set_postfix(fps=f"{done_frames / max(time.perf_counter() - started, 1e-9):.1f}")
+
+        try:
+            finished = False
+            while not finished:
+                batch: list[tuple[int, np.ndarray]] = []
+                while len(batch) < cfg.batch_frames:
+                    item = frames.get()
+                    if item is _END or (limit is not None and batch and batch[-1][0] + 1 >= limit):
+                        finished = True
+                        break
+                    if isinstance(item, Exception):
+                        raise item
+                    batch.append(item)
+                    if limit is not None and item[0] + 1 >= limit:
+                        finished = True
+                        break
+                if not batch:
+                    break
+                to_detect = [(i, f) for i, f in batch if i % cfg.detect_every == 0]
+                start = time.perf_counter()
+                found = self.detector.detect_batch([f for _, f in to_detect]) if to_detect else []
+                self.times["detect"] += time.perf_counter() - start
+                inflight.append(self._submit(batch, {i: faces for (i, _), faces in zip(to_detect, found)}))
+                drain(cfg.max_in_flight - 1)
+            drain(0)
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    frames.get_nowait()
+                except queue.Empty:
+                    time.sleep(0.01)
+            out.put(_END)
+            writer.join()
+            if sink:
+                sink.close()
+            if log:
+                log.close()
+            bar.close()
+        elapsed = time.perf_counter() - started
+        return self.summary(source, done_frames, faces_seen, elapsed)
+
+    def summary(self, source: FrameSource, frames: int, faces: int, elapsed: float) -> dict:
+        tracks = {}
+        for track in self.tracker.all_tracks.values():
+            if not track.history:
+                continue
+            mean = np.mean([p for _, p in track.history], axis=0)
+            tracks[str(track.track_id)] = {
+                "first_frame": track.history[0][0], "last_frame": track.history[-1][0], "frames": len(track.history),
+                "dominant_emotion": self.classes[int(mean.argmax())],
+                "mean_probabilities": {c: round(float(p), 4) for c, p in zip(self.classes, mean)},
+            }
+        return {
+            "input": source.name, "frames": frames, "faces_classified": faces, "seconds": round(elapsed, 3),
+            "frames_per_second": round(frames / elapsed, 2) if elapsed > 0 else None,
+            "stage_ms_per_frame": {s: round(1000 * self.times[s] / max(frames, 1), 2) for s in STAGES},
+            "unreadable_frames": list(source.skipped), "classes": list(self.classes), "tracks": tracks,
+            "config": self.config.__dict__,
+        }
+
+
+def _show(frame: np.ndarray, stop: threading.Event) -> bool:
+    """Shows a frame; returns False when no window can be opened (headless OpenCV, no display)."""
+    import cv2
+
+    try:
+        cv2.imshow("fer-keras", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+            stop.set()
+        return True
+    except cv2.error:
+        return False
+
+
+def plot_timelines(summary_tracks: dict, tracks: list[Track], classes, fps: float, folder: Path) -> list[Path]:
+    """One emotion-over-time PNG per track (smoothed probabilities against seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for track in tracks:
+        if len(track.history) < 2:
+            continue
+        t = np.array([i for i, _ in track.history]) / fps
+        p = np.stack([q for _, q in track.history])
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for k, name in enumerate(classes):
+            ax.plot(t, p[:, k], label=name)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("probability (smoothed)")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"track #{track.track_id}: {summary_tracks.get(str(track.track_id), {}).get('dominant_emotion', '')}")
+        ax.legend(ncol=len(classes), fontsize=7, loc="upper center")
+        fig.tight_layout()
+        path = folder / f"timeline_track{track.track_id}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

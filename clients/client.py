@@ -1,0 +1,299 @@
+"""``EmotionClient``: batched emotion classification and Grad-CAM over TF Serving's gRPC API.
+
+It works the same against the tensorflow/serving container and the local
+server. On connect it reads ``GetModelMetadata`` and takes the input name,
+dtype and face size from the signature, never from hard-coded names; it
+learns the class names from the ``labels`` signature when the model has one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+DEFAULT_CLASSES = {6: ("happiness", "surprise", "sadness", "anger", "disgust", "fear"),
+                   7: ("happiness", "surprise", "sadness", "anger", "disgust", "fear", "neutral")}
+
+
+class ClientError(RuntimeError):
+    """The server cannot be used as asked; the message says why."""
+
+
+class ServerUnavailable(ClientError):
+    """The server did not answer (after retries)."""
+
+
+class ModelNotFound(ClientError):
+    """The server has no such model, version or label."""
+
+
+class SignatureMismatch(ClientError):
+    """The model's signature is not a face classifier this client can feed."""
+
+
+@dataclass
+class Prediction:
+    """Classification of a batch: ``probabilities`` [N, K], ``class_ids`` [N] and their names."""
+
+    probabilities: np.ndarray
+    class_ids: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.class_ids]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: int
+    size: int
+    channels: int | None
+
+
+def _encode(faces: np.ndarray) -> tensor_pb2.TensorProto:
+    """A uint8 batch as a TensorProto (raw bytes: the fastest form for the server to read)."""
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_UINT8, tensor_content=np.ascontiguousarray(faces, np.uint8).tobytes(),
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in faces.shape]))
+
+
+def _decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    from tensorflow import make_ndarray  # imported lazily: only decoding needs TensorFlow here
+
+    return make_ndarray(proto)
+
+
+class EmotionClient:
+    """A connection to a served fer_keras model.
+
+    Args:
+        address: ``host:port`` of TF Serving's gRPC endpoint.
+        model: served model name.
+        version: a version number, or None for the latest / the label's.
+        version_label: a version label such as "stable" or "canary".
+        signature: the classification signature.
+        timeout: per-call deadline in seconds.
+        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff.
+        backoff: first backoff in seconds (doubles each retry, capped at 5 s).
+        max_batch: most faces per Predict call; larger inputs are split.
+        credentials: ``grpc.ssl_channel_credentials(...)`` for TLS, or None for plaintext.
+        max_message_bytes: gRPC message limit for both directions.
+        connect_timeout: how long to keep retrying the first metadata call (a server starting late).
+    """
+
+    def __init__(self, address: str = "127.0.0.1:8500", model: str = "gimefive", *, version: int | None = None,
+                 version_label: str | None = None, signature: str = "serving_default", timeout: float = 10.0,
+                 retries: int = 4, backoff: float = 0.2, max_batch: int = 64, credentials=None,
+                 max_message_bytes: int = 64 * 1024 * 1024, connect_timeout: float = 30.0):
+        self.address, self.model, self.signature = address, model, signature
+        self.version, self.version_label = version, version_label
+        self.timeout, self.retries, self.backoff, self.max_batch = timeout, retries, backoff, max_batch
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes)]
+        self._channel = (grpc.secure_channel(address, credentials, options=options) if credentials
+                         else grpc.insecure_channel(address, options=options))
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self.signatures = self._read_metadata(connect_timeout)
+        self.input = self._validate(signature)
+        self.has_gradcam = "gradcam" in self.signatures
+        self.classes = self._read_classes()
+
+    # -- set-up ------------------------------------------------------------------
+    def _spec(self, request, signature: str) -> None:
+        request.model_spec.name = self.model
+        request.model_spec.signature_name = signature
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        elif self.version_label:
+            request.model_spec.version_label = self.version_label
+
+    def _call(self, method, request, attempts: int | None = None, deadline: float | None = None):
+        """One RPC with retries on UNAVAILABLE / DEADLINE_EXCEEDED; other errors become ClientErrors."""
+        attempts = self.retries + 1 if attempts is None else attempts
+        delay = self.backoff
+        for attempt in range(attempts):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as err:
+                code = err.code()
+                last = attempt == attempts - 1 or (deadline is not None and time.monotonic() + delay > deadline)
+                if code in RETRYABLE and not last:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise self._translate(err) from None
+
+    def _translate(self, err: grpc.RpcError) -> ClientError:
+        code, details = err.code(), err.details()
+        if code in RETRYABLE:
+            return ServerUnavailable(f"TF Serving at {self.address} is unreachable ({code.name}: {details})")
+        if code == grpc.StatusCode.NOT_FOUND or (code == grpc.StatusCode.INVALID_ARGUMENT and "version label" in details):
+            return ModelNotFound(f"{self.address} does not serve {self._describe()}: {details}")
+        if code == grpc.StatusCode.FAILED_PRECONDITION and "signature" in details:
+            return SignatureMismatch(f"{self._describe()}: {details}")
+        return ClientError(f"{self._describe()} at {self.address}: {code.name}: {details}")
+
+    def _describe(self) -> str:
+        version = f" version {self.version}" if self.version is not None else (
+            f" label {self.version_label!r}" if self.version_label else "")
+        return f"model {self.model!r}{version}"
+
+    def _read_metadata(self, connect_timeout: float) -> dict:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._spec(request, "")
+        deadline = time.monotonic() + connect_timeout
+        attempts = max(self.retries + 1, int(connect_timeout / max(self.backoff, 0.05)) + 1)
+        while True:
+            try:
+                response = self._call(self._stub.GetModelMetadata, request, attempts=attempts, deadline=deadline)
+                break
+            except ClientError as err:  # a server still loading its model answers FAILED_PRECONDITION
+                if "no version" in str(err) and time.monotonic() < deadline:
+                    time.sleep(self.backoff)
+                    continue
+                raise
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return dict(signature_map.signature_def)
+
+    def _validate(self, signature: str) -> InputSpec:
+        if signature not in self.signatures:
+            raise SignatureMismatch(f"{self._describe()} has no signature {signature!r} (it has {sorted(self.signatures)})")
+        sig = self.signatures[signature]
+        if len(sig.inputs) != 1:
+            raise SignatureMismatch(f"signature {signature!r} takes {sorted(sig.inputs)}; expected one face batch input")
+        name, info = next(iter(sig.inputs.items()))
+        dims = [d.size for d in info.tensor_shape.dim]
+        if info.dtype != types_pb2.DT_UINT8 or len(dims) != 4 or dims[1] != dims[2] or dims[1] <= 0:
+            raise SignatureMismatch(f"input {name!r} of {signature!r} is not a uint8 [N, S, S, C] face batch "
+                                    f"(dtype enum {info.dtype}, shape {dims})")
+        if "probabilities" not in sig.outputs:
+            raise SignatureMismatch(f"signature {signature!r} has no 'probabilities' output (it has {sorted(sig.outputs)})")
+        return InputSpec(name, info.dtype, dims[1], dims[3] if dims[3] > 0 else None)
+
+    def _read_classes(self) -> tuple[str, ...]:
+        if "labels" in self.signatures:
+            request = predict_pb2.PredictRequest()
+            self._spec(request, "labels")
+            names = _decode(self._call(self._stub.Predict, request).outputs["class_names"])
+            return tuple(n.decode() for n in names)
+        k = next(d.size for d in self.signatures[self.signature].outputs["probabilities"].tensor_shape.dim[-1:])
+        if k not in DEFAULT_CLASSES:
+            raise SignatureMismatch(f"the model has {k} classes and no 'labels' signature to name them")
+        return DEFAULT_CLASSES[k]
+
+    # -- requests ------------------------------------------------------------------
+    @property
+    def face_size(self) -> int:
+        return self.input.size
+
+    def _check_faces(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim == 3:
+            faces = faces[..., None]
+        if faces.ndim != 4 or faces.shape[1:3] != (self.face_size, self.face_size):
+            raise ValueError(f"faces must be [N, {self.face_size}, {self.face_size}, C]; got {faces.shape}")
+        if self.input.channels and faces.shape[3] != self.input.channels:
+            raise ValueError(f"the model takes {self.input.channels}-channel faces; got {faces.shape[3]}")
+        return faces
+
+    def _request(self, faces: np.ndarray, signature: str) -> predict_pb2.PredictRequest:
+        request = predict_pb2.PredictRequest()
+        self._spec(request, signature)
+        request.inputs[self.input.name].CopyFrom(_encode(faces))
+        return request
+
+    def predict(self, faces: np.ndarray) -> Prediction:
+        """Classifies any number of faces (``[N, S, S, C]`` uint8), ``max_batch`` per call."""
+        faces = self._check_faces(faces)
+        if len(faces) == 0:
+            return Prediction(np.zeros((0, len(self.classes)), np.float32), np.zeros(0, int), self.classes)
+        chunks = [self._call(self._stub.Predict, self._request(faces[i:i + self.max_batch], self.signature))
+                  for i in range(0, len(faces), self.max_batch)]
+        probabilities = np.concatenate([_decode(c.outputs["probabilities"]) for c in chunks])
+        return Prediction(probabilities, probabilities.argmax(1), self.classes)
+
+    def predict_async(self, faces: np.ndarray) -> Future:
+        """Starts classifying ``faces`` and returns a Future of the :class:`Prediction`.
+
+        Several can be in flight at once; each retries like :meth:`predict`.
+        """
+        future: Future = Future()
+        faces = self._check_faces(faces)
+        parts = [faces[i:i + self.max_batch] for i in range(0, len(faces), self.max_batch)]
+        results: list = [None] * len(parts)
+        pending = [len(parts)]
+        if not parts:
+            future.set_result(self.predict(faces))
+            return future
+
+        def launch(index: int, attempt: int) -> None:
+            call = self._stub.Predict.future(self._request(parts[index], self.signature), timeout=self.timeout)
+            call.add_done_callback(lambda c: done(index, attempt, c))
+
+        def done(index: int, attempt: int, call) -> None:
+            if future.done():
+                return
+            err = call.exception()
+            if err is not None:
+                if err.code() in RETRYABLE and attempt < self.retries:
+                    delay = min(self.backoff * 2 ** attempt, 5.0)
+                    threading.Timer(delay, launch, (index, attempt + 1)).start()
+                    return
+                future.set_exception(self._translate(err))
+                return
+            results[index] = _decode(call.result().outputs["probabilities"])
+            pending[0] -= 1
+            if pending[0] == 0:
+                probabilities = np.concatenate(results)
+                future.set_result(Prediction(probabilities, probabilities.argmax(1), self.classes))
+
+        for i in range(len(parts)):
+            launch(i, 0)
+        return future
+
+    def explain(self, faces: np.ndarray) -> tuple[Prediction, np.ndarray]:
+        """Probabilities and Grad-CAM heatmaps ([N, h, w] in [0, 1]) from the server's ``gradcam`` signature."""
+        if not self.has_gradcam:
+            raise SignatureMismatch(f"{self._describe()} has no 'gradcam' signature; explain locally with a .keras model")
+        faces = self._check_faces(faces)
+        probs, maps = [], []
+        for i in range(0, max(len(faces), 1), self.max_batch):
+            if len(faces) == 0:
+                break
+            out = self._call(self._stub.Predict, self._request(faces[i:i + self.max_batch], "gradcam")).outputs
+            probs.append(_decode(out["probabilities"]))
+            maps.append(_decode(out["heatmap"]))
+        if not probs:
+            return self.predict(faces), np.zeros((0, 1, 1), np.float32)
+        probabilities = np.concatenate(probs)
+        return Prediction(probabilities, probabilities.argmax(1), self.classes), np.concatenate(maps)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "EmotionClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def tls_credentials(ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None):
+    """gRPC TLS credentials from PEM files (``None`` for the system roots)."""
+    read = lambda p: open(p, "rb").read() if p else None  # noqa: E731
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
+
+
+__all__ = ["EmotionClient", "Prediction", "ClientError", "ServerUnavailable", "ModelNotFound", "SignatureMismatch",
+           "tls_credentials"]

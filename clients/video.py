@@ -1,0 +1,145 @@
+"""``python -m clients.video``: emotions, tracks and Grad-CAM on a video, an image folder or a camera.
+
+Examples::
+
+    python -m clients.video clip.mp4                                  # embedded local server on models/gimefive
+    python -m clients.video clip.mp4 --server 127.0.0.1:8500 --out-dir runs/video/clip
+    python -m clients.video frames/ --detector haar --explain none
+    python -m clients.video --camera 0
+
+Writes, under --out-dir (default runs/video/<input name>): annotated.mp4,
+frames.jsonl (one record per frame, written as it goes), summary.json and
+one timeline_track<N>.png per face track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from clients.analyzer import AnalyzerConfig
+
+D = AnalyzerConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m clients.video", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", nargs="?", help="a video file or a folder of images")
+    p.add_argument("--camera", type=int, default=None, help="camera index instead of an input file")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out-dir", default=None, help="output folder. Default: runs/video/<input name>")
+    o.add_argument("--out", default=None, help="annotated video path (.mp4 or .avi). Default: <out-dir>/annotated.mp4")
+    o.add_argument("--json", default=None, help="JSON-lines path. Default: <out-dir>/frames.jsonl")
+    o.add_argument("--no-video", action="store_true", help="write no annotated video")
+    o.add_argument("--show", action="store_true", help="show frames in a window when a display exists (camera: default)")
+    o.add_argument("--limit", type=int, default=None, help="stop after this many frames")
+    s = p.add_argument_group("server")
+    s.add_argument("--server", default=None,
+                   help="TF Serving gRPC address host:port. Default: start an embedded local server")
+    s.add_argument("--model-base-path", default="models/gimefive",
+                   help="SavedModel versions the embedded server serves. Default: %(default)s")
+    s.add_argument("--model", default="gimefive", help="served model name. Default: %(default)s")
+    s.add_argument("--version", type=int, default=None, help="model version number")
+    s.add_argument("--version-label", default=None, help="model version label (stable, canary)")
+    s.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds. Default: %(default)s")
+    s.add_argument("--retries", type=int, default=10,
+                   help="retries on UNAVAILABLE / DEADLINE_EXCEEDED (backoff doubling to 5 s). Default: %(default)s")
+    s.add_argument("--max-batch", type=int, default=64, help="most faces per Predict call. Default: %(default)s")
+    s.add_argument("--tls-ca", default=None, help="PEM root certificate: connect with TLS")
+    a = p.add_argument_group("analysis")
+    a.add_argument("--detector", choices=("mtcnn", "haar", "none"), default=D.detector,
+                   help="face detector; none: frames are face crops. Default: %(default)s")
+    a.add_argument("--detect-every", type=int, default=D.detect_every,
+                   help="detect every k frames, track in between. Default: %(default)s")
+    a.add_argument("--explain", choices=("gradcam", "none"), default=D.explain, help="Default: %(default)s")
+    a.add_argument("--explain-every", type=int, default=D.explain_every,
+                   help="refresh each face's heatmap every n frames. Default: %(default)s")
+    a.add_argument("--explain-model", default=None,
+                   help="a .keras model to explain locally with tf-keras-vis instead of the server's gradcam signature")
+    a.add_argument("--smoothing", type=float, default=D.smoothing,
+                   help="weight of the newest frame in each track's moving average (1 = none). Default: %(default)s")
+    a.add_argument("--batch-frames", type=int, default=D.batch_frames,
+                   help="frames whose faces share one Predict call. Default: %(default)s")
+    a.add_argument("--max-in-flight", type=int, default=D.max_in_flight, help="Predict calls in flight. Default: %(default)s")
+    a.add_argument("--margin", type=float, default=D.margin, help="crop margin around boxes. Default: %(default)s")
+    a.add_argument("--align", action="store_true", help="level the eyes before classifying")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.input is None and args.camera is None:
+        build_parser().error("give an INPUT video or folder, or --camera N")
+    from clients.analyzer import VideoAnalyzer, plot_timelines
+    from clients.client import ClientError, EmotionClient, tls_credentials
+    from clients.sources import SourceError, open_source
+
+    server = None
+    try:
+        config = AnalyzerConfig(detector=args.detector, detect_every=args.detect_every, explain=args.explain,
+                                explain_every=args.explain_every, smoothing=args.smoothing, batch_frames=args.batch_frames,
+                                max_in_flight=args.max_in_flight, margin=args.margin, align=args.align)
+        source = open_source(args.input, args.camera)
+        address = args.server
+        if address is None:
+            server = start_embedded_server(args.model, args.model_base_path)
+            address = server.address
+        client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
+                               timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
+                               credentials=tls_credentials(args.tls_ca) if args.tls_ca else None)
+        explainer = local_explainer(args.explain_model) if args.explain_model and args.explain == "gradcam" else None
+        out_dir = Path(args.out_dir or Path("runs") / "video" / source.name)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        video = None if args.no_video else (args.out or out_dir / "annotated.mp4")
+        jsonl = args.json or out_dir / "frames.jsonl"
+        analyzer = VideoAnalyzer(client, config, explainer=explainer)
+        show = args.show or (args.camera is not None and bool(os.environ.get("DISPLAY")))
+        summary = analyzer.run(source, video_out=video, jsonl=jsonl, show=show, limit=args.limit)
+        summary.update(video=str(video) if video else None, jsonl=str(jsonl), server=address)
+        plots = plot_timelines(summary["tracks"], list(analyzer.tracker.all_tracks.values()), client.classes,
+                               source.fps, out_dir)
+        summary["timelines"] = [str(p) for p in plots]
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    except (SourceError, ClientError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: frames.jsonl holds every frame finished so far", file=sys.stderr)
+        return 130
+    finally:
+        if server is not None:
+            server.stop(grace=1.0)
+    print(f"{summary['frames']} frames, {summary['faces_classified']} faces, {summary['frames_per_second']} frames/s "
+          f"-> {out_dir}")
+    return 0
+
+
+def start_embedded_server(model: str, base_path: str):
+    """The local TF Serving stand-in on a free loopback port, serving ``base_path``."""
+    from serving.config import single_model_config
+    from serving.local.server import LocalServer
+
+    if not any(p.name.isdigit() for p in Path(base_path).glob("*")):
+        raise FileNotFoundError(f"no SavedModel versions under {base_path}: train one (make demo) or pass --server")
+    server = LocalServer(single_model_config(model, str(Path(base_path).resolve())), port=0, poll_seconds=0).start()
+    if not server.registry.wait_until_available(model, timeout=120):
+        server.stop(grace=0)
+        raise ValueError(f"the embedded server could not load {base_path}")
+    return server
+
+
+def local_explainer(path: str):
+    """Grad-CAM with tf-keras-vis on a local .keras copy of the served model."""
+    from fer_keras.explain.cams import explain
+    from fer_keras.loading import load_classifier
+
+    model = load_classifier(path)
+    return lambda crops: explain(model, crops, "gradcam").maps
+
+
+if __name__ == "__main__":
+    sys.exit(main())
