@@ -1,0 +1,113 @@
+"""EmotionClient against the local server started in the test."""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from clients.client import EmotionClient, ModelNotFound, ServerUnavailable, SignatureMismatch
+from fer_keras.data.taxonomy import SIX
+from serving.config import single_model_config
+from serving.local.server import LocalServer
+from tests.serving.conftest import faces
+
+
+@pytest.fixture
+def client(server):
+    with EmotionClient(server.address, "gimefive", max_batch=3, timeout=30) as c:
+        yield c
+
+
+def test_metadata_gives_the_input_and_the_classes(client):
+    assert client.input.name == "face" and client.face_size == 64 and client.input.channels is None
+    assert client.classes == SIX.classes and client.has_gradcam
+
+
+def test_predict_splits_into_batches_and_matches_the_model(client, server, tiny_model, monkeypatch):
+    calls = []
+    original = client._stub.Predict
+
+    class Counting:
+        def __call__(self, request, timeout=None):
+            calls.append(request)
+            return original(request, timeout=timeout)
+
+        future = original.future
+
+    monkeypatch.setattr(client._stub, "Predict", Counting())
+    x = faces(7)
+    prediction = client.predict(x)
+    assert len(calls) == 3  # 3 + 3 + 1 faces
+    expected = np.asarray(tiny_model(x.astype(np.float32))["probabilities"])
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
+    assert prediction.labels == [SIX.classes[i] for i in expected.argmax(1)]
+    assert client.predict(faces(0)).probabilities.shape == (0, 6)
+
+
+def test_async_predictions_keep_several_calls_in_flight(client):
+    futures = [client.predict_async(faces(5, seed=i)) for i in range(4)]
+    results = [f.result(timeout=60) for f in futures]
+    for i, r in enumerate(results):
+        np.testing.assert_allclose(r.probabilities, client.predict(faces(5, seed=i)).probabilities, atol=1e-6)
+
+
+def test_explain_uses_the_gradcam_signature(client):
+    prediction, maps = client.explain(faces(4))
+    assert maps.shape == (4, 4, 4) and maps.min() >= 0 and maps.max() <= 1
+    assert prediction.probabilities.shape == (4, 6)
+
+
+def test_gray_and_wrong_shapes(client):
+    assert client.predict(faces(2, channels=1)).probabilities.shape == (2, 6)
+    assert client.predict(faces(2, channels=1)[..., 0]).probabilities.shape == (2, 6)
+    with pytest.raises(ValueError, match=r"faces must be \[N, 64, 64, C\]"):
+        client.predict(np.zeros((2, 48, 48, 1), np.uint8))
+
+
+def test_clear_errors(server):
+    with pytest.raises(ModelNotFound, match="'nope'"):
+        EmotionClient(server.address, "nope", connect_timeout=1)
+    with pytest.raises(ModelNotFound, match="version 9"):
+        EmotionClient(server.address, "gimefive", version=9, connect_timeout=1)
+    with pytest.raises(SignatureMismatch, match="no signature 'nope'"):
+        EmotionClient(server.address, "gimefive", signature="nope")
+    with pytest.raises(SignatureMismatch, match="one face batch input"):
+        EmotionClient(server.address, "gimefive", signature="labels")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_names_the_address():
+    port = _free_port()
+    start = time.monotonic()
+    with pytest.raises(ServerUnavailable, match=f"127.0.0.1:{port}.*unreachable"):
+        EmotionClient(f"127.0.0.1:{port}", retries=1, backoff=0.05, timeout=1, connect_timeout=1)
+    assert time.monotonic() - start < 15
+
+
+def test_client_waits_for_a_server_that_starts_late(exported):
+    port = _free_port()
+    result = {}
+
+    def connect():
+        try:
+            result["client"] = EmotionClient(f"127.0.0.1:{port}", backoff=0.1, timeout=5, connect_timeout=60)
+        except Exception as err:  # reported below
+            result["error"] = err
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    time.sleep(1.5)
+    server = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=port, poll_seconds=0).start()
+    try:
+        thread.join(90)
+        assert "error" not in result, result.get("error")
+        assert result["client"].predict(faces(2)).probabilities.shape == (2, 6)
+    finally:
+        server.stop(grace=0.5)

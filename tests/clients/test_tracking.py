@@ -1,0 +1,41 @@
+import numpy as np
+
+from clients.tracking import IoUTracker, Track, iou
+from fer_keras.detection import Face
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert abs(iou((0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+
+
+def test_identities_follow_moving_faces():
+    tracker = IoUTracker(iou_threshold=0.3, max_missed=1)
+    ids = []
+    for step in range(10):
+        faces = [Face((10 + 3 * step, 10, 50, 50)), Face((200 - 3 * step, 100, 60, 60))]
+        ids.append(sorted((t.track_id, t.face.box[0]) for t in tracker.update(faces)))
+    assert all(len(frame) == 2 for frame in ids)
+    assert {i for frame in ids for i, _ in frame} == {1, 2}
+
+
+def test_new_faces_get_new_ids_and_lost_faces_end():
+    tracker = IoUTracker(max_missed=1)
+    tracker.update([Face((0, 0, 40, 40))])
+    tracker.update([Face((0, 0, 40, 40)), Face((300, 300, 40, 40))])
+    assert sorted(t.track_id for t in tracker.live()) == [1, 2]
+    tracker.update([Face((300, 300, 40, 40))])     # face 1 missed once: kept but not live
+    assert [t.track_id for t in tracker.live()] == [2] and len(tracker.tracks) == 2
+    tracker.update([Face((300, 300, 40, 40))])     # missed twice: ended
+    assert [t.track_id for t in tracker.tracks] == [2]
+    tracker.update([Face((0, 0, 40, 40))])
+    assert sorted(t.track_id for t in tracker.live()) == [3]
+    assert sorted(tracker.all_tracks) == [1, 2, 3]
+
+
+def test_smoothing_is_an_exponential_moving_average():
+    track = Track(1, Face((0, 0, 1, 1)))
+    np.testing.assert_allclose(track.smooth(np.array([1.0, 0.0]), 0.5), [1.0, 0.0])
+    np.testing.assert_allclose(track.smooth(np.array([0.0, 1.0]), 0.5), [0.5, 0.5])
+    np.testing.assert_allclose(track.smooth(np.array([0.0, 1.0]), 1.0), [0.0, 1.0])

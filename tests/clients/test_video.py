@@ -1,0 +1,112 @@
+"""The video analyzer end to end on short generated videos, against the local server."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from clients.analyzer import AnalyzerConfig, VideoAnalyzer
+from clients.client import EmotionClient
+from clients.sources import open_source
+from clients.video import main as video_main
+
+
+def write_video(path, frames=24, size=(320, 240)):
+    """A face photo sliding across the frame (a real face MTCNN and Haar find)."""
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (200, 200))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 70, np.uint8)
+        x = 10 + 2 * i
+        frame[20:220, x:x + 200] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4")
+
+
+def _frames(path):
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    return n
+
+
+def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_path):
+    out = tmp_path / "out"
+    code = video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "4",
+                       "--explain-every", "6", "--batch-frames", "4"])
+    assert code == 0
+    assert _frames(out / "annotated.mp4") == 24
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(24))
+    assert all(len(r["faces"]) == 1 for r in records)  # the face is found and classified in every frame
+    face = records[10]["faces"][0]
+    assert face["track"] == 1 and set(face["landmarks"]) >= {"left_eye", "right_eye"}
+    assert abs(sum(face["smoothed"].values()) - 1) < 1e-3
+    assert sum(f["heatmap_refreshed"] for r in records for f in r["faces"]) >= 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 24 and summary["faces_classified"] == 24
+    assert set(summary["stage_ms_per_frame"]) == {"decode", "detect", "crop", "classify", "explain", "annotate", "encode"}
+    assert summary["tracks"]["1"]["frames"] == 24
+    assert (out / "timeline_track1.png").is_file() and cv2.imread(str(out / "timeline_track1.png")) is not None
+
+
+def test_haar_without_explanations_and_an_image_folder(server, video, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    capture = cv2.VideoCapture(str(video))
+    for i in range(6):
+        ok, frame = capture.read()
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    (folder / "zz_broken.png").write_bytes(b"broken")
+    out = tmp_path / "out"
+    assert video_main([str(folder), "--server", server.address, "--out-dir", str(out), "--detector", "haar",
+                       "--explain", "none", "--no-video"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 6 and summary["unreadable_frames"] == [str(folder / "zz_broken.png")]
+    assert not (out / "annotated.mp4").exists()
+
+
+def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path, message in ((bad, "cannot read"), (empty, "holds no images"), (tmp_path / "missing.mp4", "does not exist")):
+        assert video_main([str(path), "--server", server.address, "--out-dir", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_a_crash_keeps_every_frame_already_written(server, video, tmp_path):
+    calls = []
+
+    def failing_explainer(crops):
+        calls.append(len(crops))
+        if len(calls) == 2:
+            raise RuntimeError("explainer died")
+        return np.zeros((len(crops), 4, 4), np.float32)
+
+    client = EmotionClient(server.address)
+    analyzer = VideoAnalyzer(client, AnalyzerConfig(batch_frames=4, explain_every=1, max_in_flight=1),
+                             explainer=failing_explainer)
+    jsonl = tmp_path / "frames.jsonl"
+    with pytest.raises(RuntimeError, match="explainer died"):
+        analyzer.run(open_source(str(video)), jsonl=jsonl, progress=False)
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == [0, 1, 2, 3]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="at least 1"):
+        AnalyzerConfig(detect_every=0)
+    with pytest.raises(ValueError, match="smoothing"):
+        AnalyzerConfig(smoothing=0)
