@@ -169,8 +169,8 @@ class VideoAnalyzer:
         per_frame, crops = [], []
         for index, frame in batch:
             if index in detections:
-                self.tracker.update(detections[index])
-            live = [(t, t.face) for t in self.tracker.live()]
+                self.tracker.update(detections[index], index)
+            live = [(t, t.face_at(index)) for t in self.tracker.live()]
             start = time.perf_counter()
             crops += [self._crop(frame, face) for _, face in live]
             self.times["crop"] += time.perf_counter() - start

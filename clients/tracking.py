@@ -1,9 +1,10 @@
 """A light IoU tracker and per-track smoothing of emotion probabilities.
 
-Detection runs every k frames; in between, each track keeps its last box
-(faces move little in a third of a second). At each detection, detections
-are matched to tracks greedily by IoU; unmatched detections start new tracks;
-tracks unseen for ``max_missed`` detections end.
+Detection runs every k frames; in between, each track's box moves on at the
+velocity measured between its last two detections (a constant-velocity
+guess). At each detection, detections are matched to the tracks' predicted
+boxes greedily by IoU; unmatched detections start new tracks; tracks unseen
+for ``max_missed`` detections end.
 """
 
 from __future__ import annotations
@@ -31,11 +32,30 @@ class Track:
 
     track_id: int
     face: Face
+    frame: int = 0                 # frame of the last matched detection
+    velocity: tuple[float, float] = (0.0, 0.0)  # pixels per frame
     missed: int = 0
     probabilities: np.ndarray | None = None   # smoothed
     heatmap: np.ndarray | None = None
     heatmap_frame: int = -10**9
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, smoothed probabilities)
+
+    def face_at(self, frame: int) -> Face:
+        """The face moved on to ``frame`` at the track's velocity."""
+        steps = frame - self.frame
+        if steps == 0 or self.velocity == (0.0, 0.0):
+            return self.face
+        dx, dy = (int(round(v * steps)) for v in self.velocity)
+        x, y, w, h = self.face.box
+        marks = {k: (px + dx, py + dy) for k, (px, py) in self.face.landmarks.items()}
+        return Face((x + dx, y + dy, w, h), self.face.score, marks)
+
+    def observe(self, face: Face, frame: int) -> None:
+        """A matched detection: update the box and the velocity."""
+        if frame > self.frame:
+            (x0, y0, _, _), (x1, y1, _, _) = self.face.box, face.box
+            self.velocity = ((x1 - x0) / (frame - self.frame), (y1 - y0) / (frame - self.frame))
+        self.face, self.frame, self.missed = face, frame, 0
 
     def smooth(self, probabilities: np.ndarray, alpha: float) -> np.ndarray:
         """Exponential moving average: ``alpha`` weighs the newest frame (1 = no smoothing)."""
@@ -59,9 +79,10 @@ class IoUTracker:
         self.all_tracks: dict[int, Track] = {}  # every track ever started, ended ones included
         self._next_id = 1
 
-    def update(self, faces: list[Face]) -> list[Track]:
-        """Matches one detection round and returns the live tracks."""
-        pairs = sorted(((iou(t.face.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
+    def update(self, faces: list[Face], frame: int = 0) -> list[Track]:
+        """Matches the detections of ``frame`` and returns the live tracks."""
+        predicted = [t.face_at(frame).box for t in self.tracks]
+        pairs = sorted(((iou(p, f.box), ti, fi) for ti, p in enumerate(predicted) for fi, f in enumerate(faces)),
                        reverse=True)
         used_tracks, used_faces = set(), set()
         for score, ti, fi in pairs:
@@ -71,15 +92,14 @@ class IoUTracker:
                 continue
             used_tracks.add(ti)
             used_faces.add(fi)
-            self.tracks[ti].face = faces[fi]
-            self.tracks[ti].missed = 0
+            self.tracks[ti].observe(faces[fi], frame)
         for ti, track in enumerate(self.tracks):
             if ti not in used_tracks:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for fi, face in enumerate(faces):
             if fi not in used_faces:
-                track = Track(self._next_id, face)
+                track = Track(self._next_id, face, frame)
                 self.tracks.append(track)
                 self.all_tracks[track.track_id] = track
                 self._next_id += 1

@@ -81,7 +81,7 @@ class MTCNNDetector:
         threshold: confidence below which faces are dropped.
     """
 
-    def __init__(self, min_face_size: int = 20, threshold: float = 0.9):
+    def __init__(self, min_face_size: int = 20, threshold: float = 0.8):
         if min_face_size > MTCNN_MAX_MIN_FACE:
             raise ValueError(f"MTCNN min_face_size must be at most {MTCNN_MAX_MIN_FACE} (mtcnn 1.0 finds nothing above it)")
         from mtcnn import MTCNN

@@ -39,3 +39,15 @@ def test_smoothing_is_an_exponential_moving_average():
     np.testing.assert_allclose(track.smooth(np.array([1.0, 0.0]), 0.5), [1.0, 0.0])
     np.testing.assert_allclose(track.smooth(np.array([0.0, 1.0]), 0.5), [0.5, 0.5])
     np.testing.assert_allclose(track.smooth(np.array([0.0, 1.0]), 1.0), [0.0, 1.0])
+
+
+def test_boxes_move_on_at_the_measured_velocity():
+    tracker = IoUTracker()
+    tracker.update([Face((100, 50, 40, 40), landmarks={"nose": (120, 70)})], frame=0)
+    (track,) = tracker.update([Face((110, 50, 40, 40), landmarks={"nose": (130, 70)})], frame=5)
+    assert track.velocity == (2.0, 0.0)
+    moved = track.face_at(8)
+    assert moved.box == (116, 50, 40, 40) and moved.landmarks["nose"] == (136, 70)
+    # A fast face still matches its predicted box at the next detection.
+    (again,) = tracker.update([Face((120, 50, 40, 40))], frame=10)
+    assert again.track_id == track.track_id
