@@ -166,7 +166,7 @@ def plot_curves(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, r in report["methods"].items():
         x = [i / report["steps"] for i in range(report["steps"] + 1)]
-        style = ":" if name == "random" else "-"
+        style = ":" if name.startswith("random") else "-"
         axes[0].plot(x, r["deletion_curve"], style, label=f"{name} ({r['deletion']:.3f})")
         axes[1].plot(x, r["insertion_curve"], style, label=f"{name} ({r['insertion']:.3f})")
     for ax, title in zip(axes, ("deletion (lower is better)", "insertion (higher is better)")):

@@ -6,7 +6,12 @@ each step, with the face's mean intensity and records the probability of the
 explained class: a faithful map makes it fall fast (low area under the
 curve). *Insertion* starts from a heavily blurred face and restores the
 top-ranked pixels: a faithful map makes the probability rise fast (high
-area). A map of uniform random values is the baseline every method must beat.
+area). Maps of uniform random values are the baseline every method must
+beat, drawn at the resolution of each method's own maps (``random@4x4`` for
+Grad-CAM on GiMeFive's 4x4 last conv, ``random@64x64`` for pixel saliency):
+deleting scattered random pixels damages a face far more than deleting the
+same share as a few smooth blobs, so only a baseline of the same smoothness
+is a fair one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import numpy as np
 from fer_keras.explain.cams import resize_map
 
 RANDOM = "random"
+
+
+def random_name(shape) -> str:
+    return f"{RANDOM}@{shape[0]}x{shape[1]}"
 
 
 def _ranks(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -100,8 +109,11 @@ def faithfulness_report(
     targets = probabilities.argmax(1)
     rng = np.random.default_rng(seed)
     report = {"n": int(len(faces)), "steps": steps, "target": "predicted class", "methods": {}}
-    for method in [*methods, RANDOM]:
-        maps = rng.random(faces.shape[:3]) if method == RANDOM else explain_fn(method, faces, targets)
+    maps_of = {method: explain_fn(method, faces, targets) for method in methods}
+    shapes = sorted({m.shape[1:] for m in maps_of.values()} or {faces.shape[1:3]})
+    for shape in shapes:
+        maps_of[random_name(shape)] = rng.random((len(faces), *shape))
+    for method, maps in maps_of.items():
         d, ins = perturbation_curves(predict, faces, maps, targets, steps, seed)
         d_auc, i_auc = area_under(d), area_under(ins)
         per_class = {}
@@ -112,6 +124,7 @@ def faithfulness_report(
                                    "insertion": float(i_auc[mask].mean())}
         report["methods"][method] = {
             "deletion": float(d_auc.mean()), "insertion": float(i_auc.mean()), "per_class": per_class,
+            "map_shape": list(maps.shape[1:]),
             "deletion_curve": d.mean(0).tolist(), "insertion_curve": ins.mean(0).tolist(),
         }
     return report

@@ -14,7 +14,7 @@ from fer_keras.data.synthetic import synthetic_records, write_class_folders
 from fer_keras.data.taxonomy import SIX
 from fer_keras.explain.__main__ import main as explain_main
 from fer_keras.explain.cams import METHODS, explain, gradcam_model, gradcam_tape, normalize_maps
-from fer_keras.explain.faithfulness import area_under, faithfulness_report
+from fer_keras.explain.faithfulness import area_under, faithfulness_report, report_table
 from fer_keras.explain.overlay import annotate_face, colorize, overlay_heatmap
 from fer_keras.exporting import export_saved_model
 from fer_keras.models import build_model
@@ -144,8 +144,8 @@ def test_area_under_a_curve():
 
 
 def test_gradcam_beats_the_random_baseline(trained):
-    model, _ = trained
-    data = load_data(DataConfig(synthetic_per_class=10, seed=11), progress=False)
+    model, result = trained
+    data = load_data(DataConfig(synthetic_per_class=20, seed=11), progress=False)
     test = data.splits["train"]
 
     def predict(x):
@@ -153,7 +153,10 @@ def test_gradcam_beats_the_random_baseline(trained):
 
     report = faithfulness_report(predict, lambda m, x, ids: explain(model, x, m, class_ids=ids).maps,
                                  test.images, test.labels, SIX.classes, ["gradcam"], steps=10)
-    g, r = report["methods"]["gradcam"], report["methods"]["random"]
-    assert g["deletion"] < r["deletion"]
-    assert g["insertion"] > r["insertion"]
+    g, r = report["methods"]["gradcam"], report["methods"]["random@4x4"]
+    context = f"gradcam {g['deletion']:.3f}/{g['insertion']:.3f}, random {r['deletion']:.3f}/{r['insertion']:.3f}, " \
+              f"model val accuracy {result.state.best:.3f}"
+    assert g["deletion"] < r["deletion"], context
+    assert g["insertion"] > r["insertion"], context
     assert set(g["per_class"]) == set(SIX.classes)
+    assert "| random@4x4 |" in report_table(report)
