@@ -27,6 +27,8 @@ class TrainConfig:
     Attributes:
         model: registry name (``fer_keras.models.MODELS``).
         width: multiplier on every layer width (1.0 is the published model).
+        model_options: further keyword arguments of the model builder (the
+            tuner's shape choices for ``convnet``: blocks, dense_units, ...).
         data: which data to read and how to split it.
         epochs: maximum epochs (early stopping may end sooner).
         batch_size: global batch size.
@@ -53,6 +55,7 @@ class TrainConfig:
 
     model: str = "gimefive"
     width: float = 1.0
+    model_options: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     epochs: int = 80
     batch_size: int = 16

@@ -120,7 +120,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
         else:
             state = RunState()
             model = build_model(config.model, num_classes=data.taxonomy.num_classes,
-                                input_size=config.data.image_size, width=config.width)
+                                input_size=config.data.image_size, width=config.width, **config.model_options)
             compile_model(model, config, steps)
 
     if state.stopped or state.epochs_done >= config.epochs:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import keras
 
-from fer_keras.models.gimefive import baseline, conv_net, gimefive, gimefive6
+from fer_keras.models.gimefive import baseline, conv_net, convnet, gimefive, gimefive6
 from fer_keras.models.preprocessing import FacePreprocessing
 from fer_keras.models.resnet import resnet18, resnet34
 from fer_keras.models.vgg import vgg
@@ -25,6 +25,7 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "vgg": vgg,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "convnet": convnet,
 }
 
 

@@ -107,3 +107,28 @@ def gimefive6(num_classes: int = 6, input_size: int = 64, channels: int | None =
         name="gimefive6", num_classes=num_classes, input_size=input_size, channels=channels,
         filters=_scaled(GIMEFIVE_FILTERS + (2048,), width), dense_units=_scaled((4096, 2048), width),
     )
+
+
+def convnet(
+    num_classes: int = 6,
+    input_size: int = 64,
+    channels: int | None = None,
+    width: float = 1.0,
+    blocks: int = 5,
+    dense_units: int = 2048,
+    conv_dropout: float = 0.2,
+    dense_dropout: float = 0.5,
+    batch_norm: bool = True,
+    pooling: str = "max",
+) -> keras.Model:
+    """The GiMeFive family with its shape as parameters (what the tuner searches).
+
+    ``blocks`` conv blocks of 64, 128, ... filters (times ``width``), then dense
+    layers of ``dense_units`` and ``dense_units / 2``. With the defaults it is GiMeFive.
+    """
+    filters = tuple(64 * 2 ** i for i in range(blocks))
+    return conv_net(
+        name="convnet", num_classes=num_classes, input_size=input_size, channels=channels,
+        filters=_scaled(filters, width), dense_units=_scaled((dense_units, dense_units // 2), width),
+        conv_dropout=conv_dropout, dense_dropout=dense_dropout, batch_norm=batch_norm, pooling=pooling,
+    )

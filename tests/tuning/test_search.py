@@ -1,0 +1,106 @@
+"""Hyperband search on the synthetic faces: results, resume, retraining the winner, distributed mode."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+from fer_keras.config import TrainConfig, apply_hparams
+from fer_keras.data.sources import DataConfig
+from tuning.hypermodel import FERHyperModel
+from tuning.runner import SearchConfig, run_search
+from tuning.search import build_parser
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TINY = DataConfig(image_size=32, synthetic_per_class=15)
+
+
+def test_search_writes_table_plot_and_best_hparams(tmp_path):
+    result = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
+    folder = tmp_path / "p"
+    assert (folder / "trials.csv").is_file() and (folder / "objective.png").is_file()
+    scores = [r["score"] for r in result.rows if r["score"] is not None]
+    assert len(scores) >= 3 and scores == sorted(scores, reverse=True)
+    best = json.loads(result.best_path.read_text())
+    assert best["score"] == scores[0] and best["hparams"]["model"] == "convnet"
+    assert "val_accuracy" in result.table_text()
+
+
+def test_best_hparams_round_trip_into_training(tmp_path):
+    from fer_keras.training import train
+
+    result = run_search(SearchConfig(data=TINY, max_epochs=2, out_dir=str(tmp_path), project="p"), verbose=0)
+    best = json.loads(result.best_path.read_text())["hparams"]
+    config = apply_hparams(TrainConfig(data=TINY, epochs=1, run_dir=str(tmp_path / "run"), export_base=""), result.best_path)
+    assert config.model == "convnet" and config.model_options == best["model_options"]
+    assert config.learning_rate == best["learning_rate"] and config.batch_size == best["batch_size"]
+    run = train(config, verbose=0, progress=False)
+    model = keras.saving.load_model(run.run_dir / "best.keras")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == best["model_options"]["blocks"]
+
+
+def test_an_interrupted_search_continues(tmp_path):
+    first = run_search(SearchConfig(data=TINY, max_epochs=3, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0)
+    assert len(first.rows) == 1
+    again = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
+    assert len(again.rows) > 1
+    assert first.rows[0]["trial_id"] in {r["trial_id"] for r in again.rows}  # the earlier trial is kept
+
+
+def test_search_space_respects_the_input_size():
+    import keras_tuner as kt
+
+    from fer_keras.data.sources import load_data
+
+    data = load_data(DataConfig(image_size=32, synthetic_per_class=3), progress=False)
+    hypermodel = FERHyperModel("gimefive", data.splits["train"], data.splits["val"], TrainConfig(data=data_config32()))
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    assert hp._hps["blocks"][0].max_value == 5
+    with pytest.raises(ValueError, match="unknown family"):
+        FERHyperModel("vit", data.splits["train"], data.splits["val"], TrainConfig())
+
+
+def data_config32():
+    return DataConfig(image_size=32)
+
+
+def test_cli_help_documents_every_flag():
+    for action in build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
+    port = str(_free_port())
+    command = [sys.executable, "-m", "tuning.search", "--max-epochs", "3", "--image-size", "32",
+               "--synthetic-per-class", "15", "--out-dir", str(tmp_path), "--project", "dist", "--verbose", "0"]
+    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    procs = {name: subprocess.Popen(command, cwd=REPO, env={**base, "KERASTUNER_TUNER_ID": name},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in ("chief", "tuner0", "tuner1")}
+    outputs = {}
+    try:
+        for name, proc in procs.items():
+            outputs[name] = proc.communicate(timeout=400)[0]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
+    folder = tmp_path / "dist"
+    assert (folder / "best_hparams.json").is_file() and (folder / "tuner0.json").is_file() and (folder / "tuner1.json").is_file()
+    assert "best hyperparameters" in outputs["chief"]

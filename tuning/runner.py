@@ -1,0 +1,176 @@
+"""Running a Hyperband search and reporting it: trials table, objective plot, best_hparams.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras_tuner as kt
+
+from fer_keras.config import TrainConfig
+from fer_keras.data.sources import DataConfig, load_data
+from tuning.hypermodel import FERHyperModel, trial_config
+
+OBJECTIVES = {"val_accuracy": ("val_probabilities_accuracy", "max"), "val_loss": ("val_loss", "min")}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A search. ``out_dir/project`` holds KerasTuner's state (resumable) and the reports."""
+
+    family: str = "gimefive"
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: str = "val_accuracy"
+    max_epochs: int = 20
+    factor: int = 3
+    iterations: int = 1
+    max_trials: int | None = None
+    time_budget_minutes: float | None = None
+    out_dir: str = "runs/tuning"
+    project: str = "fer"
+    seed: int = 0
+    augment: tuple[str, ...] = ("flip",)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out_dir) / self.project
+
+
+class BudgetHyperbandOracle(kt.oracles.HyperbandOracle):
+    """Hyperband that stops handing out trials after a deadline or a trial count."""
+
+    def __init__(self, *args, deadline: float | None = None, trial_budget: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+        self.trial_budget = trial_budget
+
+    def create_trial(self, tuner_id):
+        over_time = self.deadline is not None and time.time() > self.deadline
+        if over_time or (self.trial_budget is not None and len(self.trials) >= self.trial_budget):
+            self.max_trials = len(self.trials)  # the base oracle answers STOPPED from here on
+        return super().create_trial(tuner_id)
+
+
+class BudgetHyperband(kt.tuners.Hyperband):
+    """``kt.Hyperband`` (same trial logic) on :class:`BudgetHyperbandOracle`."""
+
+    def __init__(self, hypermodel, *, objective, max_epochs, factor, hyperband_iterations, seed,
+                 deadline=None, trial_budget=None, **kwargs):
+        oracle = BudgetHyperbandOracle(objective=objective, max_epochs=max_epochs, factor=factor,
+                                       hyperband_iterations=hyperband_iterations, seed=seed,
+                                       deadline=deadline, trial_budget=trial_budget)
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+def is_chief() -> bool:
+    """True for a standalone search and for the chief of a distributed one."""
+    return os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief"
+
+
+@dataclass
+class SearchResult:
+    rows: list[dict]
+    best_path: Path
+    objective: str
+
+    def table_text(self, top: int = 20) -> str:
+        keys = [k for k in self.rows[0] if k not in ("trial_id", "status", "score")] if self.rows else []
+        lines = [f"{'trial':>6} {'status':>10} {self.objective:>12}  hyperparameters"]
+        for row in self.rows[:top]:
+            score = "-" if row["score"] is None else f"{row['score']:.4f}"
+            lines.append(f"{row['trial_id']:>6} {row['status']:>10} {score:>12}  " +
+                         ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None))
+        return "\n".join(lines)
+
+
+def make_tuner(config: SearchConfig, train, val) -> BudgetHyperband:
+    base = TrainConfig(data=config.data, augment=config.augment, seed=config.seed, epochs=config.max_epochs)
+    metric, direction = OBJECTIVES[config.objective]
+    deadline = time.time() + 60 * config.time_budget_minutes if config.time_budget_minutes else None
+    return BudgetHyperband(
+        FERHyperModel(config.family, train, val, base), objective=kt.Objective(metric, direction),
+        max_epochs=config.max_epochs, factor=config.factor, hyperband_iterations=config.iterations, seed=config.seed,
+        deadline=deadline, trial_budget=config.max_trials, directory=config.out_dir, project_name=config.project,
+        overwrite=False,
+    )
+
+
+def run_search(config: SearchConfig, verbose: int = 1) -> SearchResult | None:
+    """Searches (or continues the search in ``config.folder``); the chief writes the reports.
+
+    Returns:
+        the result on the chief or a standalone search, None on a worker.
+    """
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}")
+    data = load_data(config.data, progress=verbose > 0)
+    if "val" not in data.splits:
+        raise ValueError("the search needs validation faces")
+    tuner = make_tuner(config, data.splits["train"], data.splits["val"])
+    tuner.search(verbose=verbose)
+    if not is_chief():
+        return None
+    return write_reports(tuner, config)
+
+
+def write_reports(tuner, config: SearchConfig) -> SearchResult:
+    metric, direction = OBJECTIVES[config.objective]
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = {k: round(v, 8) if isinstance(v, float) else v
+                  for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        rows.append({"trial_id": trial.trial_id, "status": str(trial.status), "score": trial.score,
+                     "epochs": trial.hyperparameters.values.get("tuner/epochs"), **values})
+    done = [r for r in rows if r["score"] is not None]
+    done.sort(key=lambda r: r["score"], reverse=direction == "max")
+    rows = done + [r for r in rows if r["score"] is None]
+    folder = config.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    with open(folder / "trials.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_objective(tuner, folder / "objective.png", metric, direction)
+    if not done:
+        raise ValueError(f"no trial of {folder} finished; nothing to report")
+    best = tuner.oracle.get_best_trials(1)[0]
+    values = best.hyperparameters.values
+    hparams = trial_config(values, config.family)
+    payload = {"hparams": hparams, "score": best.score, "objective": config.objective, "trial_id": best.trial_id,
+               "family": config.family, "epochs": values.get("tuner/epochs")}
+    best_path = folder / "best_hparams.json"
+    best_path.write_text(json.dumps(payload, indent=1))
+    return SearchResult(rows, best_path, config.objective)
+
+
+def plot_objective(tuner, path: Path, metric: str, direction: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = sorted((t for t in tuner.oracle.trials.values() if t.score is not None), key=lambda t: t.trial_id)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if trials:
+        scores = [t.score for t in trials]
+        epochs = [t.hyperparameters.values.get("tuner/epochs", 1) for t in trials]
+        ax.scatter(range(len(scores)), scores, c=epochs, cmap="viridis", label="trial (colour: epochs)")
+        best = (max if direction == "max" else min)
+        ax.plot(range(len(scores)), [best(scores[: i + 1]) for i in range(len(scores))], "r-", label="best so far")
+        ax.legend()
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title("Hyperband search")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["SearchConfig", "SearchResult", "run_search", "make_tuner", "write_reports"]

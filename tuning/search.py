@@ -1,0 +1,67 @@
+"""``python -m tuning.search``: KerasTuner Hyperband over GiMeFive's family (or ResNets).
+
+Examples::
+
+    python -m tuning.search --data fer2013=../shared/data/fer2013 --max-epochs 20 --out-dir runs/tuning
+    python -m tuning.search --max-epochs 3 --max-trials 6          # on the synthetic faces
+    python -m fer_keras.train --hparams runs/tuning/fer/best_hparams.json --data fer2013=...
+
+Re-running the same command continues an interrupted search. For a
+distributed search run the same command on every machine with a shared
+--out-dir and KERASTUNER_TUNER_ID (chief, tuner0, tuner1, ...),
+KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_keras.data.readers.common import DatasetError
+from fer_keras.train import add_data_arguments, data_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuning.search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--family", choices=("gimefive", "resnet"), default="gimefive",
+                   help="model family searched. Default: %(default)s")
+    add_data_arguments(p)
+    p.add_argument("--objective", default="val_accuracy", choices=("val_accuracy", "val_loss"),
+                   help="what the search optimises. Default: %(default)s")
+    p.add_argument("--max-epochs", type=int, default=20, help="Hyperband max_epochs. Default: %(default)s")
+    p.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor. Default: %(default)s")
+    p.add_argument("--iterations", type=int, default=1, help="Hyperband iterations. Default: %(default)s")
+    p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
+    p.add_argument("--time-budget", type=float, default=None, help="stop starting trials after this many minutes")
+    p.add_argument("--out-dir", default="runs/tuning", help="search directory (shared in distributed mode). Default: %(default)s")
+    p.add_argument("--project", default="fer", help="project name inside --out-dir. Default: %(default)s")
+    p.add_argument("--augment", default="flip", help="augmentations every trial uses (strength is searched). Default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="search and split seed. Default: %(default)s")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress during trials")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tuning.runner import SearchConfig, run_search
+
+    try:
+        config = SearchConfig(
+            family=args.family, data=data_config(args, args.seed), objective=args.objective, max_epochs=args.max_epochs,
+            factor=args.factor, iterations=args.iterations, max_trials=args.max_trials, time_budget_minutes=args.time_budget,
+            out_dir=args.out_dir, project=args.project, seed=args.seed,
+            augment=tuple(a for a in args.augment.split(",") if a and a != "none"),
+        )
+        result = run_search(config, verbose=args.verbose)
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(result.table_text())
+        print(f"best hyperparameters: {result.best_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
