@@ -32,7 +32,12 @@ class FacePreprocessing(keras.layers.Layer):
             gray = x
         elif channels == 3:
             gray = tf.reduce_sum(x * tf.constant(LUMA_WEIGHTS), axis=-1, keepdims=True)
+        elif channels is not None:
+            raise ValueError(f"faces must have 1 or 3 channels, got {channels}")
         else:  # channel count only known when the graph runs
+            n = tf.shape(x)[-1]
+            tf.debugging.assert_equal(tf.logical_or(tf.equal(n, 1), tf.equal(n, 3)), True,
+                                      message="faces must have 1 or 3 channels")
             gray = tf.cond(
                 tf.equal(tf.shape(x)[-1], 3),
                 lambda: tf.reduce_sum(x[..., :3] * tf.constant(LUMA_WEIGHTS), axis=-1, keepdims=True),

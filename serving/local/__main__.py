@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_message_bytes", type=int, default=256 * 1024 * 1024,
                    help="largest gRPC message accepted or sent. Default: %(default)s")
     p.add_argument("--max_workers", type=int, default=16, help="request threads. Default: %(default)s")
+    p.add_argument("--max_batch", type=int, default=4096,
+                   help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
     return p
 
 
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args)
         server = LocalServer(config, host=args.host, port=args.port, poll_seconds=args.file_system_poll_wait_seconds,
-                             max_workers=args.max_workers, max_message_bytes=args.max_message_bytes)
+                             max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
+                             max_batch=args.max_batch)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

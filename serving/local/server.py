@@ -31,8 +31,16 @@ WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
-def run_predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    """Runs one PredictRequest on a servable, with TF Serving's validation order and messages."""
+DEFAULT_MAX_BATCH = 4096
+
+
+def run_predict(servable: Servable, request: predict_pb2.PredictRequest,
+                max_batch: int = DEFAULT_MAX_BATCH) -> predict_pb2.PredictResponse:
+    """Runs one PredictRequest on a servable, with TF Serving's validation order and messages.
+
+    Inputs whose first dimension exceeds ``max_batch`` are refused (INVALID_ARGUMENT)
+    before any work, so one oversized request cannot stall the server.
+    """
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
     if signature is None:
@@ -57,6 +65,11 @@ def run_predict(servable: Servable, request: predict_pb2.PredictRequest) -> pred
                                f"{{{','.join(sorted(signature.outputs))}}}.")
     if len(set(outputs)) != len(outputs):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
+    for alias in signature.inputs:
+        dims = request.inputs[alias].tensor_shape.dim
+        if dims and dims[0].size > max_batch:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {alias}: a batch of {dims[0].size} exceeds this server's limit of {max_batch}")
     inputs = {alias: check_and_convert(alias, i, request.inputs[alias], signature.inputs[alias])
               for i, alias in enumerate(sorted(signature.inputs))}
     try:
@@ -88,12 +101,13 @@ def _abort(context: grpc.ServicerContext, err: ServingError):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry: ModelRegistry):
+    def __init__(self, registry: ModelRegistry, max_batch: int = DEFAULT_MAX_BATCH):
         self.registry = registry
+        self.max_batch = max_batch
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         try:
-            return run_predict(self.registry.resolve(request.model_spec), request)
+            return run_predict(self.registry.resolve(request.model_spec), request, self.max_batch)
         except ServingError as err:
             _abort(context, err)
 
@@ -151,15 +165,18 @@ class LocalServer:
         poll_seconds: base-path polling interval.
         max_workers: request threads.
         max_message_bytes: largest request or response accepted.
+        max_batch: largest batch a Predict call may carry.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1", port: int = 8500,
-                 poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_batch: int = DEFAULT_MAX_BATCH):
         self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry), self._server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry, max_batch),
+                                                                   self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
         self.host = host
         self.port = self._server.add_insecure_port(f"{host}:{port}")

@@ -19,7 +19,7 @@ def write_video(path, frames=24, size=(320, 240)):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
     for i in range(frames):
         frame = np.full((size[1], size[0], 3), 70, np.uint8)
-        x = 10 + 2 * i
+        x = 10 + (2 * i) % 100
         frame[20:220, x:x + 200] = face
         writer.write(frame)
     writer.release()

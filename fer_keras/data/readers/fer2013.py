@@ -13,7 +13,6 @@ reported alone.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +75,14 @@ def read_fer2013_csv(path: Path, protocol: str = "whole-test") -> tuple[list[Rec
 
     A header is recognised by its first field not being a number, so a file
     without one keeps its first image (the paper's loader lost it). Malformed
-    rows are skipped and counted.
+    rows are skipped and counted. Lines are split one by one (the format has
+    no quoting), so a stray quote cannot swallow the rows after it.
     """
     report = ReadReport()
     records: list[Record] = []
-    with open(path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
+    with open(path, newline="", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            row = [field.strip().strip('"') for field in line.rstrip("\r\n").split(",")]
             if line_no == 1 and row and not row[0].strip().lstrip("-").isdigit():
                 continue  # header
             if len(row) < 3:
