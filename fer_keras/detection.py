@@ -171,7 +171,9 @@ def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.0, ali
     """
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     x, y, w, h = face.box
-    cx, cy = x + w / 2, y + h / 2
+    # Pixel centres sit at integer coordinates: the box centre is x + (w - 1) / 2, which
+    # makes a plain crop identical to cv2.resize, the loader's resize.
+    cx, cy = x + (w - 1) / 2, y + (h - 1) / 2
     side = max(w, h) * (1 + 2 * margin)
     angle = 0.0
     if align and "left_eye" in face.landmarks and "right_eye" in face.landmarks:
@@ -179,7 +181,7 @@ def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.0, ali
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
     # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
     m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
-    m[:, 2] += (size / 2 - cx, size / 2 - cy)
+    m[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop[..., None]

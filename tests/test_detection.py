@@ -86,3 +86,18 @@ def test_crops_are_gray_squares_at_the_model_size(astronaut):
     assert aligned.shape == (64, 64, 1) and not np.array_equal(aligned, crop_face(astronaut, face, 64))
     # A box hanging off the frame is padded, not an error.
     assert crop_face(astronaut, Face((480, 480, 100, 100)), 48).shape == (48, 48, 1)
+
+
+def test_face_crops_match_the_training_preprocessing():
+    """A face crop through the client pipeline equals the same face as the data loader decodes it."""
+    from fer_keras.data.faces import load_faces
+    from fer_keras.data.synthetic import synthetic_records
+    from fer_keras.data.taxonomy import SIX
+
+    records = synthetic_records(per_class=2, size=48, seed=5)
+    faces, _, _ = load_faces(records, SIX, 64, progress=False)
+    for record, loaded in zip(records, faces.images):
+        rgb = to_rgb(record.pixels)
+        crop = crop_face(rgb, WholeImage().detect(rgb)[0], 64)
+        diff = np.abs(crop.astype(int) - loaded.astype(int))
+        assert diff.mean() < 0.5 and diff.max() <= 1  # rounding only
