@@ -3,8 +3,9 @@
 Detection runs every k frames; in between, each track's box moves on at the
 velocity measured between its last two detections (a constant-velocity
 guess). At each detection, detections are matched to the tracks' predicted
-boxes greedily by IoU; unmatched detections start new tracks; tracks unseen
-for ``max_missed`` detections end.
+boxes greedily by IoU; unmatched detections start new tracks; a track the
+detector misses coasts on (still classified) until it has gone unmatched for
+more than ``max_missed`` detections, then ends.
 """
 
 from __future__ import annotations
@@ -106,5 +107,6 @@ class IoUTracker:
         return self.live()
 
     def live(self) -> list[Track]:
-        """Tracks matched at the latest detection (the ones drawn and classified)."""
-        return [t for t in self.tracks if t.missed == 0]
+        """Tracks still followed (the ones drawn and classified): a face the detector
+        misses for up to ``max_missed`` rounds coasts on at its velocity."""
+        return list(self.tracks)
