@@ -82,15 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--max-requests", type=int, default=5000)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batching", default=None, metavar="FILE",
+                   help="server-side batching with this BatchingParameters file (serving/batching.config)")
     args = p.parse_args(argv)
-    server = start_embedded_server("gimefive", args.model_base_path)
+    batching = None
+    if args.batching:
+        from serving.config import read_batching_parameters
+        from serving.local.batching import BatchingOptions
+
+        batching = BatchingOptions.from_parameters(read_batching_parameters(args.batching))
+    server = start_embedded_server("gimefive", args.model_base_path, batching=batching)
     try:
         result = run_load(server.address, clients=args.clients, seconds=args.seconds, max_requests=args.max_requests,
                           batch=args.batch)
     finally:
         server.stop(grace=1.0)
     print(f"machine: {describe()}")
-    print(f"{args.clients} concurrent clients, batch {args.batch}: {result.line()}")
+    mode = f"server-side batching {batching}" if batching else "no server-side batching"
+    print(f"{args.clients} concurrent clients, batch {args.batch}, {mode}: {result.line()}")
     return 0 if result.failures == 0 else 1
 
 

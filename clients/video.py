@@ -118,14 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def start_embedded_server(model: str, base_path: str):
+def start_embedded_server(model: str, base_path: str, batching=None):
     """The local TF Serving stand-in on a free loopback port, serving ``base_path``."""
     from serving.config import single_model_config
     from serving.local.server import LocalServer
 
     if not any(p.name.isdigit() for p in Path(base_path).glob("*")):
         raise FileNotFoundError(f"no SavedModel versions under {base_path}: train one (make demo) or pass --server")
-    server = LocalServer(single_model_config(model, str(Path(base_path).resolve())), port=0, poll_seconds=0).start()
+    server = LocalServer(single_model_config(model, str(Path(base_path).resolve())), port=0, poll_seconds=0,
+                         batching=batching).start()
     if not server.registry.wait_until_available(model, timeout=120):
         server.stop(grace=0)
         raise ValueError(f"the embedded server could not load {base_path}")

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_message_bytes", type=int, default=256 * 1024 * 1024,
                    help="largest gRPC message accepted or sent. Default: %(default)s")
     p.add_argument("--max_workers", type=int, default=16, help="request threads. Default: %(default)s")
+    p.add_argument("--enable_batching", action="store_true",
+                   help="batch concurrent requests on the server (TF Serving's flag)")
+    p.add_argument("--batching_parameters_file", default=None,
+                   help="BatchingParameters text proto (serving/batching.config); implies --enable_batching")
     p.add_argument("--max_batch", type=int, default=4096,
                    help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
     return p
@@ -66,9 +70,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(args)
+        batching = None
+        if args.enable_batching or args.batching_parameters_file:
+            from serving.config import read_batching_parameters
+            from serving.local.batching import BatchingOptions
+
+            batching = (BatchingOptions.from_parameters(read_batching_parameters(args.batching_parameters_file))
+                        if args.batching_parameters_file else BatchingOptions())
         server = LocalServer(config, host=args.host, port=args.port, poll_seconds=args.file_system_poll_wait_seconds,
                              max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
-                             max_batch=args.max_batch)
+                             max_batch=args.max_batch, batching=batching)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

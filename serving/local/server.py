@@ -10,6 +10,7 @@ for development, tests and single-machine use: production uses the
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.local.batching import Batcher, BatchingOptions, batchable
 from serving.local.registry import ModelRegistry, Servable, ServingError
 from serving.local.tensors import check_and_convert, to_proto_field
 
@@ -35,11 +37,12 @@ DEFAULT_MAX_BATCH = 4096
 
 
 def run_predict(servable: Servable, request: predict_pb2.PredictRequest,
-                max_batch: int = DEFAULT_MAX_BATCH) -> predict_pb2.PredictResponse:
+                max_batch: int = DEFAULT_MAX_BATCH, batcher_for=None) -> predict_pb2.PredictResponse:
     """Runs one PredictRequest on a servable, with TF Serving's validation order and messages.
 
     Inputs whose first dimension exceeds ``max_batch`` are refused (INVALID_ARGUMENT)
     before any work, so one oversized request cannot stall the server.
+    ``batcher_for(servable, signature_name)`` may return a server-side batcher.
     """
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
@@ -72,8 +75,12 @@ def run_predict(servable: Servable, request: predict_pb2.PredictRequest,
                                f"input {alias}: a batch of {dims[0].size} exceeds this server's limit of {max_batch}")
     inputs = {alias: check_and_convert(alias, i, request.inputs[alias], signature.inputs[alias])
               for i, alias in enumerate(sorted(signature.inputs))}
+    batcher = batcher_for(servable, name) if batcher_for else None
     try:
-        result = servable.module.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        if batcher is not None:
+            result = batcher(inputs)
+        else:
+            result = servable.module.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(err).splitlines()[0][:500]) from None
     response = predict_pb2.PredictResponse()
@@ -101,13 +108,29 @@ def _abort(context: grpc.ServicerContext, err: ServingError):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry: ModelRegistry, max_batch: int = DEFAULT_MAX_BATCH):
+    def __init__(self, registry: ModelRegistry, max_batch: int = DEFAULT_MAX_BATCH,
+                 batching: BatchingOptions | None = None):
         self.registry = registry
         self.max_batch = max_batch
+        self.batching = batching
+        self._batchers: dict[tuple[str, int, str], Batcher | None] = {}
+        self._lock = threading.Lock()
+
+    def batcher_for(self, servable: Servable, signature: str) -> Batcher | None:
+        """The batcher of a servable's signature (created on first use), or None without batching."""
+        if self.batching is None:
+            return None
+        key = (servable.name, servable.version, signature)
+        with self._lock:
+            if key not in self._batchers:
+                sig = servable.signature_defs[signature]
+                self._batchers[key] = (Batcher(servable.module.signatures[signature], self.batching)
+                                       if batchable(sig) else None)
+            return self._batchers[key]
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         try:
-            return run_predict(self.registry.resolve(request.model_spec), request, self.max_batch)
+            return run_predict(self.registry.resolve(request.model_spec), request, self.max_batch, self.batcher_for)
         except ServingError as err:
             _abort(context, err)
 
@@ -166,17 +189,18 @@ class LocalServer:
         max_workers: request threads.
         max_message_bytes: largest request or response accepted.
         max_batch: largest batch a Predict call may carry.
+        batching: server-side batching of concurrent requests (None: off).
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1", port: int = 8500,
                  poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_batch: int = DEFAULT_MAX_BATCH):
+                 max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None):
         self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry, max_batch),
-                                                                   self._server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.registry, max_batch, batching), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
         self.host = host
         self.port = self._server.add_insecure_port(f"{host}:{port}")

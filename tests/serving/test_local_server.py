@@ -230,3 +230,24 @@ def test_command_serves_and_stops_cleanly_on_sigterm(exported):
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert "shutting down" in proc.stdout.read()
+
+
+def test_server_side_batching_joins_concurrent_requests(exported, tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.local.batching import BatchingOptions
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    options = BatchingOptions(max_batch_size=16, batch_timeout_micros=50_000, num_batch_threads=1)
+    with LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0,
+                     batching=options) as srv:
+        assert srv.registry.wait_until_available("gimefive")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.address))
+        inputs = [faces(2, seed=i) for i in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda x: stub.Predict(predict_request(x), timeout=30), inputs))
+        for x, response in zip(inputs, responses):
+            expected = np.asarray(tiny_model(x.astype(np.float32))["probabilities"])
+            np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
+        gray = stub.Predict(predict_request(faces(1, channels=1)), timeout=30)  # other shapes batch apart
+        assert tf.make_ndarray(gray.outputs["class_id"]).shape == (1,)

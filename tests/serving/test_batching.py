@@ -1,0 +1,47 @@
+import threading
+
+import numpy as np
+import pytest
+
+from serving.config import read_batching_parameters
+from serving.local.batching import Batcher, BatchingOptions
+from tests.serving.test_deploy_files import SERVING
+
+
+def test_concurrent_calls_run_as_one_batch_and_get_their_own_rows():
+    calls = []
+
+    def double(x):
+        calls.append(int(x.shape[0]))
+        return {"y": x * 2}
+
+    batcher = Batcher(double, BatchingOptions(max_batch_size=64, batch_timeout_micros=200_000, num_batch_threads=1))
+    results = {}
+
+    def call(i):
+        results[i] = batcher({"x": np.full((2, 3), i, np.float32)})["y"]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.stop()
+    assert sum(calls) == 12 and len(calls) < 6
+    for i in range(6):
+        np.testing.assert_array_equal(results[i], np.full((2, 3), 2 * i))
+
+
+def test_errors_reach_every_caller_of_the_batch():
+    def broken(x):
+        raise ValueError("bad batch")
+
+    batcher = Batcher(broken, BatchingOptions(batch_timeout_micros=1000, num_batch_threads=1))
+    with pytest.raises(ValueError, match="bad batch"):
+        batcher({"x": np.zeros((1, 2), np.float32)})
+    batcher.stop()
+
+
+def test_options_from_the_shipped_batching_file():
+    options = BatchingOptions.from_parameters(read_batching_parameters(SERVING / "batching.config"))
+    assert options == BatchingOptions(max_batch_size=64, batch_timeout_micros=3000, num_batch_threads=2)
