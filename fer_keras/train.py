@@ -10,7 +10,6 @@ With no ``--data`` it trains on the embedded synthetic faces. Examples::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from fer_keras.config import CLASS_WEIGHTING, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig, apply_hparams

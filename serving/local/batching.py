@@ -82,7 +82,7 @@ class Batcher:
             joined = {n: tf.constant(np.concatenate([inputs[n] for inputs, _, _ in batch])) for n in names}
             outputs = {k: np.asarray(v) for k, v in self.function(**joined).items()}
             start = 0
-            for inputs, rows, future in batch:
+            for _, rows, future in batch:
                 future.set_result({k: v[start:start + rows] for k, v in outputs.items()})
                 start += rows
         except Exception as err:  # every caller of the batch gets the error

@@ -1,6 +1,5 @@
 """Aggregating sources: splits, counts table, integrity findings."""
 
-import numpy as np
 import pytest
 
 from fer_keras.data.readers.common import DatasetError

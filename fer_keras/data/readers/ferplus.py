@@ -14,7 +14,6 @@ keeps the cleaned votes, so training can use them as soft labels.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 
