@@ -269,7 +269,7 @@ class VideoAnalyzer:
                 batch: list[tuple[int, np.ndarray]] = []
                 while len(batch) < cfg.batch_frames:
                     item = frames.get()
-                    if item is _END or (limit is not None and batch and batch[-1][0] + 1 >= limit):
+                    if item is _END:
                         finished = True
                         break
                     if isinstance(item, Exception):

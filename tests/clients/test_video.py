@@ -75,6 +75,14 @@ def test_haar_without_explanations_and_an_image_folder(server, video, tmp_path):
     assert not (out / "annotated.mp4").exists()
 
 
+def test_limit_stops_after_that_many_frames(server, video, tmp_path):
+    out = tmp_path / "out"
+    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--limit", "5",
+                       "--detector", "haar", "--explain", "none", "--batch-frames", "3"]) == 0
+    assert [json.loads(line)["frame"] for line in (out / "frames.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
+    assert _frames(out / "annotated.mp4") == 5
+
+
 def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video")
