@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     for model in config.model_config_list.config:
         logging.info("serving %s from %s", model.name, model.base_path)
+        if not Path(model.base_path).is_dir():
+            logging.warning("%s does not exist (yet): %s answers FAILED_PRECONDITION until a version appears there",
+                            model.base_path, model.name)
     logging.info("gRPC API listening on %s", server.address)
     mtime = Path(args.model_config_file).stat().st_mtime if args.model_config_file else None
     while not stopping.wait(args.model_config_file_poll_wait_seconds or 1.0):
