@@ -9,6 +9,7 @@ The run directory ends up holding ``config.json``, ``data_table.csv``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from fer_keras.checkpointing import RunCheckpoint, RunState, atomic_write_text, 
 from fer_keras.config import TrainConfig
 from fer_keras.data.integrity import leaked_mask
 from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
-from fer_keras.data.sources import LoadedData, load_data
+from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
 from fer_keras.models import build_model
@@ -59,6 +60,18 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
+def _with_defaults(saved: dict) -> dict:
+    """A saved config as this version would write it: fields added since get their defaults."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    data_known = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k: v for k, v in saved.items() if k in known}
+    values["data"] = {k: v for k, v in saved.get("data", {}).items() if k in data_known}
+    try:
+        return json.loads(json.dumps(TrainConfig.from_dict(values).to_dict()))
+    except (TypeError, ValueError):
+        return saved
+
+
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]:
     run_dir = Path(config.run_dir)
     state = load_state(run_dir)
@@ -67,7 +80,7 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]
         raise RunDirError(f"{run_dir} already holds a run ({state.epochs_done} epochs done); "
                           "pass --resume to continue it or choose another --run-dir")
     if state is not None and config_file.is_file():
-        saved = json.loads(config_file.read_text())
+        saved = _with_defaults(json.loads(config_file.read_text()))
         mine = config.to_dict()
         differs = sorted(k for k in mine if k not in ("epochs", "patience") and json.dumps(saved.get(k)) != json.dumps(mine[k]))
         if differs:

@@ -72,6 +72,21 @@ def test_existing_run_needs_resume(finished_run):
         train(dataclasses.replace(config, learning_rate=0.5), resume=True, verbose=0, progress=False)
 
 
+def test_a_run_saved_before_a_field_existed_still_resumes(tmp_path):
+    from fer_keras.training import _prepare_run_dir
+    config = tiny_config(tmp_path)
+    run = Path(config.run_dir)
+    run.mkdir()
+    old = config.to_dict()
+    del old["model_options"], old["data"]["label_map"]  # written by a version without these fields
+    (run / "config.json").write_text(json.dumps(old))
+    (run / "state.json").write_text(json.dumps({"epochs_done": 1, "history": []}))
+    _, state = _prepare_run_dir(config, resume=True)
+    assert state.epochs_done == 1
+    with pytest.raises(RunDirError, match="differs in model_options"):
+        _prepare_run_dir(dataclasses.replace(config, model_options={"blocks": 2}), resume=True)
+
+
 def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path):
     config = tiny_config(tmp_path, epochs=2, export_base="")
     first = train(config, verbose=0, progress=False)
