@@ -26,7 +26,7 @@ from tqdm import tqdm
 from clients.client import EmotionClient
 from clients.sources import FrameSource, VideoSink
 from clients.tracking import IoUTracker, Track
-from fer_keras.detection import Detector, Face, crop_face, make_detector
+from fer_keras.detection import FER_MARGIN, Detector, Face, crop_face, crop_region, make_detector
 from fer_keras.explain.overlay import annotate_face
 
 STAGES = ("decode", "detect", "crop", "classify", "explain", "annotate", "encode")
@@ -45,11 +45,16 @@ class AnalyzerConfig:
         smoothing: weight of the newest frame in each track's moving average (1 = none).
         batch_frames: frames whose faces share one Predict call.
         max_in_flight: Predict calls outstanding at once.
-        margin: crop margin around a box (share of its side).
+        margin: crop margin around a box (share of its side); the default
+            reproduces FER2013's framing (``fer_keras.detection.FER_MARGIN``).
         align: level the eyes before classifying (needs landmarks).
         queue_size: frames buffered between stages.
         alpha: heatmap opacity in the annotated video.
         iou_threshold: least IoU for a detection to continue a track.
+        box_smoothing: weight of a new detection against its track's predicted
+            box (1 = take detector boxes as they are).
+        confirm_score: detections scored below this are shown only once a
+            second detection confirms them (0 shows every detection at once).
     """
 
     detector: str = "mtcnn"
@@ -59,19 +64,24 @@ class AnalyzerConfig:
     smoothing: float = 0.5
     batch_frames: int = 8
     max_in_flight: int = 3
-    margin: float = 0.1
+    margin: float = FER_MARGIN
     align: bool = False
     queue_size: int = 32
     alpha: float = 0.4
     iou_threshold: float = 0.3
+    box_smoothing: float = 0.5
+    confirm_score: float = 0.9
 
     def __post_init__(self):
         if self.detect_every < 1 or self.explain_every < 1 or self.batch_frames < 1 or self.max_in_flight < 1:
             raise ValueError("detect_every, explain_every, batch_frames and max_in_flight must be at least 1")
         if self.explain not in ("gradcam", "none"):
             raise ValueError(f"explain must be 'gradcam' or 'none'; got {self.explain!r}")
-        if not 0 < self.smoothing <= 1:
-            raise ValueError(f"smoothing must be in (0, 1]; got {self.smoothing}")
+        for name in ("smoothing", "box_smoothing"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}")
+        if self.margin <= -0.5:
+            raise ValueError(f"margin must be above -0.5; got {self.margin}")
 
 
 @dataclass
@@ -89,11 +99,11 @@ class FrameResult:
     time: float
     faces: list[FaceResult] = field(default_factory=list)
 
-    def to_json(self, classes) -> dict:
+    def to_json(self, classes, margin: float = FER_MARGIN) -> dict:
         return {
             "frame": self.index, "time": round(self.time, 4),
             "faces": [{
-                "track": f.track_id, **f.face.to_json(),
+                "track": f.track_id, **f.face.to_json(), "crop": list(crop_region(f.face.box, margin)),
                 "emotion": classes[int(f.smoothed.argmax())],
                 "probabilities": {c: round(float(p), 5) for c, p in zip(classes, f.probabilities)},
                 "smoothed": {c: round(float(p), 5) for c, p in zip(classes, f.smoothed)},
@@ -128,7 +138,8 @@ class VideoAnalyzer:
         if config.explain == "gradcam" and explainer is None:
             explainer = lambda crops: client.explain(crops)[1]  # noqa: E731
         self.explainer = explainer if config.explain == "gradcam" else None
-        self.tracker = IoUTracker(config.iou_threshold)
+        self.tracker = IoUTracker(config.iou_threshold, box_smoothing=config.box_smoothing,
+                                  confirm_score=config.confirm_score)
         self.times: dict[str, float] = defaultdict(float)
         self.classes = client.classes
 
@@ -255,7 +266,7 @@ class VideoAnalyzer:
             while len(inflight) > keep:
                 for result, canvas in self._finish(inflight.popleft(), source.fps):
                     if log:
-                        log.write(json.dumps(result.to_json(self.classes)) + "\n")
+                        log.write(json.dumps(result.to_json(self.classes, self.config.margin)) + "\n")
                         log.flush()
                     out.put(canvas)
                     done_frames += 1

@@ -1,8 +1,16 @@
 """A light IoU tracker and per-track smoothing of emotion probabilities.
 
 Detection runs every k frames; in between, each track's box moves on at the
-velocity measured between its last two detections (a constant-velocity
-guess). At each detection, detections are matched to the tracks' predicted
+velocity measured between its detections (a constant-velocity guess).
+Detector boxes jitter from one detection to the next (MTCNN's box side varies
+by about 10 % on the same face), so a track blends each matched detection with
+its own prediction: ``box_smoothing`` is the weight of the new detection for
+the box centre, size and velocity (1 takes detections as they are).
+
+A new detection scored below ``confirm_score`` starts a tentative track that
+is shown only once a second detection confirms it: with MTCNN's permissive
+candidate stages a patch of clothing may score 0.7 once, while 94 % of real
+FER2013 faces score 0.9 or more and are shown at once. At each detection, detections are matched to the tracks' predicted
 boxes greedily by IoU; unmatched detections start new tracks; a track the
 detector misses coasts on (still classified) until it has gone unmatched for
 more than ``max_missed`` detections, then ends.
@@ -31,11 +39,12 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 class Track:
     """One face followed over frames."""
 
-    track_id: int
+    track_id: int                  # 0 while tentative
     face: Face
     frame: int = 0                 # frame of the last matched detection
     velocity: tuple[float, float] = (0.0, 0.0)  # pixels per frame
     missed: int = 0
+    hits: int = 1                  # detections matched so far (the first included)
     probabilities: np.ndarray | None = None   # smoothed
     heatmap: np.ndarray | None = None
     heatmap_frame: int = -10**9
@@ -51,12 +60,37 @@ class Track:
         marks = {k: (px + dx, py + dy) for k, (px, py) in self.face.landmarks.items()}
         return Face((x + dx, y + dy, w, h), self.face.score, marks)
 
-    def observe(self, face: Face, frame: int) -> None:
-        """A matched detection: update the box and the velocity."""
-        if frame > self.frame:
-            (x0, y0, _, _), (x1, y1, _, _) = self.face.box, face.box
-            self.velocity = ((x1 - x0) / (frame - self.frame), (y1 - y0) / (frame - self.frame))
+    def observe(self, face: Face, frame: int, smoothing: float = 1.0) -> None:
+        """A matched detection: update the box and the velocity.
+
+        Args:
+            face: the detection.
+            frame: its frame.
+            smoothing: weight of the detection against the track's prediction
+                (1: take the detection as it is). The first two detections of a
+                track are taken as they are, to measure a first velocity.
+        """
+        if frame <= self.frame:
+            self.face, self.missed = face, 0
+            return
+        steps = frame - self.frame
+        (x0, y0, w0, h0), (x1, y1, w1, h1) = self.face.box, face.box
+        c0 = np.array([x0 + w0 / 2, y0 + h0 / 2])
+        c1 = np.array([x1 + w1 / 2, y1 + h1 / 2])
+        a = 1.0 if self.hits < 2 else float(smoothing)
+        predicted = c0 + np.array(self.velocity) * steps
+        centre = a * c1 + (1 - a) * predicted
+        w, h = a * w1 + (1 - a) * w0, a * h1 + (1 - a) * h0
+        measured = (centre - c0) / steps
+        velocity = measured if self.hits < 2 else a * measured + (1 - a) * np.array(self.velocity)
+        self.velocity = (float(velocity[0]), float(velocity[1]))
+        if a < 1:
+            dx, dy = centre - c1
+            box = (int(round(centre[0] - w / 2)), int(round(centre[1] - h / 2)), int(round(w)), int(round(h)))
+            marks = {k: (int(round(px + dx)), int(round(py + dy))) for k, (px, py) in face.landmarks.items()}
+            face = Face(box, face.score, marks)
         self.face, self.frame, self.missed = face, frame, 0
+        self.hits += 1
 
     def smooth(self, probabilities: np.ndarray, alpha: float) -> np.ndarray:
         """Exponential moving average: ``alpha`` weighs the newest frame (1 = no smoothing)."""
@@ -71,11 +105,20 @@ class IoUTracker:
     Args:
         iou_threshold: least IoU for a detection to continue a track.
         max_missed: detection rounds a track may go unmatched before it ends.
+        box_smoothing: weight of a matched detection against the track's
+            prediction (see :meth:`Track.observe`; 1 = none).
+        confirm_score: a detection scored at least this starts a track shown at
+            once; a lower one needs a second detection (0 shows every detection).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2):
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2, box_smoothing: float = 0.5,
+                 confirm_score: float = 0.9):
+        if not 0 < box_smoothing <= 1:
+            raise ValueError(f"box_smoothing must be in (0, 1]; got {box_smoothing}")
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.box_smoothing = box_smoothing
+        self.confirm_score = confirm_score
         self.tracks: list[Track] = []
         self.all_tracks: dict[int, Track] = {}  # every track ever started, ended ones included
         self._next_id = 1
@@ -93,20 +136,29 @@ class IoUTracker:
                 continue
             used_tracks.add(ti)
             used_faces.add(fi)
-            self.tracks[ti].observe(faces[fi], frame)
+            self.tracks[ti].observe(faces[fi], frame, self.box_smoothing)
         for ti, track in enumerate(self.tracks):
             if ti not in used_tracks:
                 track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+            elif not track.track_id:
+                self._confirm(track)
+        # A tentative track the detector does not see again ends at once.
+        self.tracks = [t for t in self.tracks if t.missed <= (self.max_missed if t.track_id else 0)]
         for fi, face in enumerate(faces):
             if fi not in used_faces:
-                track = Track(self._next_id, face, frame)
+                track = Track(0, face, frame)
                 self.tracks.append(track)
-                self.all_tracks[track.track_id] = track
-                self._next_id += 1
+                if face.score >= self.confirm_score:
+                    self._confirm(track)
         return self.live()
+
+    def _confirm(self, track: Track) -> None:
+        track.track_id = self._next_id
+        self.all_tracks[track.track_id] = track
+        self._next_id += 1
 
     def live(self) -> list[Track]:
         """Tracks still followed (the ones drawn and classified): a face the detector
-        misses for up to ``max_missed`` rounds coasts on at its velocity."""
-        return list(self.tracks)
+        misses for up to ``max_missed`` rounds coasts on at its velocity; tentative
+        tracks are not among them."""
+        return [t for t in self.tracks if t.track_id]

@@ -65,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-frames", type=int, default=D.batch_frames,
                    help="frames whose faces share one Predict call. Default: %(default)s")
     a.add_argument("--max-in-flight", type=int, default=D.max_in_flight, help="Predict calls in flight. Default: %(default)s")
-    a.add_argument("--margin", type=float, default=D.margin, help="crop margin around boxes. Default: %(default)s")
+    a.add_argument("--margin", type=float, default=D.margin,
+                   help="crop margin around boxes, as a share of the box side (0 reproduces FER2013's framing "
+                        "from MTCNN or Haar boxes). Default: %(default)s")
+    a.add_argument("--box-smoothing", type=float, default=D.box_smoothing,
+                   help="weight of a new detection against its track's predicted box (1 = raw detector boxes). "
+                        "Default: %(default)s")
+    a.add_argument("--confirm-score", type=float, default=D.confirm_score,
+                   help="a face detected with a lower score is shown only after a second detection. "
+                        "Default: %(default)s")
     a.add_argument("--align", action="store_true", help="level the eyes before classifying")
     return p
 
@@ -82,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = AnalyzerConfig(detector=args.detector, detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, smoothing=args.smoothing, batch_frames=args.batch_frames,
-                                max_in_flight=args.max_in_flight, margin=args.margin, align=args.align)
+                                max_in_flight=args.max_in_flight, margin=args.margin, align=args.align,
+                                box_smoothing=args.box_smoothing, confirm_score=args.confirm_score)
         source = open_source(args.input, args.camera)
         address = args.server
         if address is None:

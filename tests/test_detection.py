@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 
 from fer_keras.detection import (
-    LANDMARK_NAMES, Face, HaarDetector, MTCNNDetector, WholeImage, crop_face, make_detector, read_rgb, to_rgb,
+    LANDMARK_NAMES, Face, HaarDetector, MTCNNDetector, WholeImage, crop_face, crop_region, make_detector, read_rgb, to_rgb,
 )
 
 
@@ -38,7 +38,7 @@ def test_mtcnn_batch_equals_single(astronaut):
 
 
 def test_mtcnn_refuses_a_min_face_size_that_finds_nothing():
-    with pytest.raises(ValueError, match="at most 24"):
+    with pytest.raises(ValueError, match="at most 20"):
         MTCNNDetector(min_face_size=40)
 
 
@@ -101,3 +101,26 @@ def test_face_crops_match_the_training_preprocessing():
         crop = crop_face(rgb, WholeImage().detect(rgb)[0], 64)
         diff = np.abs(crop.astype(int) - loaded.astype(int))
         assert diff.mean() < 0.5 and diff.max() <= 1  # rounding only
+
+
+def test_mtcnn_detects_on_a_shrunk_frame_and_scales_back(astronaut):
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    (face,) = MTCNNDetector(downscale=480).detect(big)
+    # The same face as at 512 px, in the 1024 px frame's coordinates.
+    assert _inside(face, 280, 40, 580, 400) and face.box[2] > 150
+    lx, ly = face.landmarks["left_eye"]
+    assert face.box[0] < lx < face.box[0] + face.box[2] and face.box[1] < ly < face.box[1] + face.box[3]
+
+
+def test_crop_region_is_the_square_crop_face_cuts():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    face = Face((100, 40, 60, 80))
+    x, y, w, h = crop_region(face.box, margin=0.0)
+    assert (w, h) == (80, 80) and (x, y) == (90, 40)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    expected = cv2.resize(gray[y:y + h, x:x + w], (40, 40), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(crop_face(image, face, 40, margin=0.0)[..., 0], expected)
+    assert crop_region(face.box, margin=0.25)[2] == 120
+    with pytest.raises(ValueError, match="margin"):
+        crop_region(face.box, margin=-0.5)

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras.detection import FER_MARGIN
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.train import add_data_arguments, data_config
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--detect", action="store_true", help="find faces with MTCNN first (for full photos)")
-    p.add_argument("--margin", type=float, default=0.1, help="crop margin around detected faces. Default: %(default)s")
+    p.add_argument("--margin", type=float, default=FER_MARGIN,
+                   help="crop margin around detected faces (0 reproduces FER2013's framing). Default: %(default)s")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in overlays. Default: %(default)s")
     modes = p.add_argument_group("dataset modes (use --data)")
     modes.add_argument("--class-means", action="store_true", help="per-class mean heatmap figure over a labelled split")

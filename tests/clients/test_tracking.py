@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from clients.tracking import IoUTracker, Track, iou
 from fer_keras.detection import Face
@@ -51,3 +52,33 @@ def test_boxes_move_on_at_the_measured_velocity():
     # A fast face still matches its predicted box at the next detection.
     (again,) = tracker.update([Face((120, 50, 40, 40))], frame=10)
     assert again.track_id == track.track_id
+
+
+def test_track_boxes_smooth_detector_jitter_but_follow_steady_motion():
+    tracker = IoUTracker(box_smoothing=0.5)
+    for frame, x in ((0, 100), (5, 110), (10, 120)):  # steady 2 px per frame
+        (track,) = tracker.update([Face((x, 50, 40, 40))], frame=frame)
+    assert track.face.box == (120, 50, 40, 40) and track.velocity == (2.0, 0.0)
+    # A detection 10 px too wide and 6 px off course is met halfway: predicted centre
+    # (150, 70), detected (149, 76) -> (149.5, 73); width (40 + 50) / 2.
+    (track,) = tracker.update([Face((124, 56, 50, 40))], frame=15)
+    assert track.face.box == (127, 53, 45, 40)
+    raw = IoUTracker(box_smoothing=1.0)
+    for frame, box in ((0, (100, 50, 40, 40)), (5, (110, 50, 40, 40)), (10, (124, 56, 50, 40))):
+        (track,) = raw.update([Face(box)], frame=frame)
+    assert track.face.box == (124, 56, 50, 40)
+    with pytest.raises(ValueError, match="box_smoothing"):
+        IoUTracker(box_smoothing=0)
+
+
+def test_a_low_scored_detection_is_shown_only_once_confirmed():
+    tracker = IoUTracker(confirm_score=0.9)
+    assert tracker.update([Face((0, 0, 40, 40), 0.99), Face((200, 0, 40, 40), 0.75)], frame=0)[0].track_id == 1
+    assert len(tracker.live()) == 1
+    # Seen again: confirmed, with the next id.
+    live = tracker.update([Face((0, 0, 40, 40), 0.99), Face((202, 0, 40, 40), 0.8)], frame=5)
+    assert sorted(t.track_id for t in live) == [1, 2]
+    # A one-off low-scored detection is dropped without using up an id.
+    tracker.update([Face((0, 0, 40, 40)), Face((202, 0, 40, 40)), Face((400, 300, 30, 30), 0.72)], frame=10)
+    tracker.update([Face((0, 0, 40, 40)), Face((202, 0, 40, 40))], frame=15)
+    assert sorted(tracker.all_tracks) == [1, 2] and len(tracker.tracks) == 2

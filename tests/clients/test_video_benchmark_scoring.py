@@ -1,0 +1,35 @@
+"""The video benchmark's scoring: what counts as a found face."""
+
+from benchmarks.video_benchmark import score
+
+CLASSES = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+
+
+def _face(box, crop, emotion):
+    return {"box": list(box), "crop": list(crop), "smoothed": {c: float(c == emotion) for c in CLASSES}}
+
+
+def test_iou_and_centre_criteria():
+    truth = [[{"box": [100, 100, 100, 100], "label": 0}], [{"box": [100, 100, 100, 100], "label": 1}], []]
+    records = [
+        # A tight detector box (IoU 0.49) whose square crop covers the face well.
+        {"faces": [_face((115, 115, 70, 70), (105, 105, 90, 90), "happiness")]},
+        # A crop twice the face's side, centred on it: found, but IoU 0.25.
+        {"faces": [_face((70, 70, 160, 160), (50, 50, 200, 201), "fear")]},
+        {"faces": [_face((0, 0, 10, 10), (0, 0, 10, 10), "fear")]},  # a false face where there is none
+    ]
+    by_box = score(truth, records, CLASSES)
+    assert by_box["ground_truth_faces"] == 2 and by_box["recall"] == 0.0
+    by_crop = score(truth, records, CLASSES, region="crop")
+    assert by_crop["recall"] == 0.5 and by_crop["accuracy_of_found"] == 1.0
+    centred = score(truth, records, CLASSES, region="crop", criterion="centre")
+    assert centred["recall"] == 0.5  # 201 px is more than twice 100 px
+    records[1]["faces"][0]["crop"] = [60, 60, 180, 180]
+    centred = score(truth, records, CLASSES, region="crop", criterion="centre")
+    assert centred["recall"] == 1.0 and centred["accuracy_of_found"] == 0.5
+
+
+def test_one_region_matches_one_face():
+    truth = [[{"box": [0, 0, 100, 100], "label": 0}, {"box": [10, 10, 100, 100], "label": 0}]]
+    records = [{"faces": [_face((0, 0, 100, 100), (0, 0, 100, 100), "happiness")]}]
+    assert score(truth, records, CLASSES)["recall"] == 0.5
