@@ -2,7 +2,8 @@
 
 Examples::
 
-    python -m clients.video clip.mp4                                  # embedded local server on models/gimefive
+    python -m clients.video clip.mp4                                  # embedded local server, shipped GiMeFive
+    python -m clients.video clip.mp4 --model-base-path models/gimefive  # ... serving your own exports
     python -m clients.video clip.mp4 --server 127.0.0.1:8500 --out-dir runs/video/clip
     python -m clients.video frames/ --detector haar --explain none
     python -m clients.video --camera 0
@@ -40,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("server")
     s.add_argument("--server", default=None,
                    help="TF Serving gRPC address host:port. Default: start an embedded local server")
-    s.add_argument("--model-base-path", default="models/gimefive",
-                   help="SavedModel versions the embedded server serves. Default: %(default)s")
+    s.add_argument("--model-base-path", default=None,
+                   help="SavedModel versions the embedded server serves. Default: the shipped model --pretrained")
+    s.add_argument("--pretrained", default="gimefive-fer2013",
+                   help="shipped model the embedded server serves when no --model-base-path is given "
+                        "(exported once to ~/.cache/fer-keras). Default: %(default)s")
     s.add_argument("--model", default="gimefive", help="served model name. Default: %(default)s")
     s.add_argument("--version", type=int, default=None, help="model version number")
     s.add_argument("--version-label", default=None, help="model version label (stable, canary)")
@@ -95,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(args.input, args.camera)
         address = args.server
         if address is None:
-            server = start_embedded_server(args.model, args.model_base_path)
+            base = args.model_base_path
+            if base is None:
+                from fer_keras import pretrained
+
+                base = str(pretrained.serving_base(args.pretrained))
+            server = start_embedded_server(args.model, base)
             address = server.address
         client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
                                timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,

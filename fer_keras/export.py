@@ -1,7 +1,8 @@
 """``python -m fer_keras.export``: write a trained model as a TF Serving SavedModel version.
 
-Example::
+Examples::
 
+    python -m fer_keras.export                       # the shipped pretrained GiMeFive (FER2013, six classes)
     python -m fer_keras.export runs/gimefive/best.keras --base models --name gimefive
 """
 
@@ -14,7 +15,9 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a .keras model file (best.keras of a run)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a .keras model file (best.keras of a run) or a shipped model name. "
+                        "Default: the shipped gimefive-fer2013")
     p.add_argument("--base", default="models", help="serving base path. Default: %(default)s")
     p.add_argument("--name", default="gimefive", help="model name TF Serving serves it under. Default: %(default)s")
     p.add_argument("--version", type=int, default=None, help="version number. Default: the next free one")
@@ -28,13 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     from fer_keras.exporting import export_saved_model
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
 
+    from fer_keras import pretrained
+
+    args.model = args.model or pretrained.DEFAULT
     try:
-        if not args.model.endswith(".keras"):
-            raise ModelLoadError(f"{args.model}: expected a .keras file")
+        if not args.model.endswith(".keras") and args.model not in pretrained.available():
+            raise ModelLoadError(f"{args.model}: expected a .keras file or a shipped model name "
+                                 f"({', '.join(pretrained.available())})")
         model = load_classifier(args.model)
         taxonomy = infer_taxonomy(model, args.classes)
         path = export_saved_model(model, args.base, args.name, taxonomy.classes, version=args.version)
-    except (ModelLoadError, FileExistsError) as err:
+    except (ModelLoadError, pretrained.PretrainedError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

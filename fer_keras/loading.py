@@ -46,8 +46,14 @@ class SavedModelClassifier:
 
 
 def load_classifier(path: str | Path):
-    """A ``.keras`` model (loaded in Keras safe mode) or a SavedModel folder (version folder or its parent)."""
+    """A ``.keras`` model (loaded in Keras safe mode), a SavedModel folder (version
+    folder or its parent), or the name of a model shipped in the package
+    (``fer_keras.pretrained.available()``, e.g. "gimefive-fer2013")."""
+    from fer_keras import pretrained
+
     p = Path(path)
+    if not p.exists() and str(path) in pretrained.available():
+        return pretrained.load(str(path))
     if p.suffix == ".keras":
         if not p.is_file():
             raise ModelLoadError(f"model file {p} does not exist")
@@ -62,7 +68,8 @@ def load_classifier(path: str | Path):
                 raise ModelLoadError(f"{p} holds no saved_model.pb and no numbered version folders")
             p = p / str(versions[-1])
         return SavedModelClassifier(p)
-    raise ModelLoadError(f"{p} is neither a .keras file nor a SavedModel folder")
+    shipped = ", ".join(pretrained.available()) or "none"
+    raise ModelLoadError(f"{p} is neither a .keras file, a SavedModel folder nor a shipped model name ({shipped})")
 
 
 def infer_taxonomy(model, override: str | None = None) -> Taxonomy:

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.explain", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="*", help="image files or folders of images to explain")
-    p.add_argument("--model", required=True, help="a trained .keras model")
+    p.add_argument("--model", default="gimefive-fer2013",
+                   help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)")
     p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
     p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
@@ -186,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.images or args.class_means or args.faithfulness):
         parser.error("name images to explain, or --class-means / --faithfulness with --data")
+    from fer_keras import pretrained
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
 
     try:
-        if not str(args.model).endswith(".keras"):
-            raise ModelLoadError(f"{args.model}: explanations need a .keras model file")
+        if not str(args.model).endswith(".keras") and str(args.model) not in pretrained.available():
+            raise ModelLoadError(f"{args.model}: explanations need a .keras model file or a shipped model name "
+                                 f"({', '.join(pretrained.available())})")
         model = load_classifier(args.model)
         taxonomy = infer_taxonomy(model)
         if args.target is not None and args.target not in taxonomy.classes:

@@ -118,3 +118,13 @@ def test_config_validation():
         AnalyzerConfig(detect_every=0)
     with pytest.raises(ValueError, match="smoothing"):
         AnalyzerConfig(smoothing=0)
+
+
+def test_with_no_server_and_no_model_the_shipped_model_is_served(video, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_KERAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert video_main([str(video), "--out-dir", str(out), "--limit", "6", "--explain", "none", "--no-video"]) == 0
+    assert (tmp_path / "cache" / "serving" / "gimefive-fer2013" / "1" / "saved_model.pb").is_file()
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(len(r["faces"]) == 1 for r in records)
+    assert set(records[0]["faces"][0]["probabilities"]) == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}

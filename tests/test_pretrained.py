@@ -1,0 +1,102 @@
+"""Shipped pretrained weights: integrity, loading, packing, the serving cache and the CLI defaults."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fer_keras import pretrained
+from fer_keras.data.synthetic import draw_face
+from fer_keras.loading import ModelLoadError, load_classifier
+from fer_keras.models import build_model, trainable_parameters
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_default_ships_within_the_size_limit_with_a_card():
+    assert pretrained.DEFAULT in pretrained.available()
+    meta = pretrained.info()
+    weights = pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}.npz"
+    assert weights.stat().st_size <= 25 * 2**20 and meta["dtype"] == "float16"
+    assert meta["classes"] == ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+    assert meta["test"]["n"] == 5945 and set(meta["test"]["recall"]) == set(meta["classes"])
+    card = pretrained.card()
+    for section in ("Training data", "Recipe", "Test figures", "Intended use", "Failure modes", "Biases"):
+        assert section in card, section
+    assert f"{meta['test']['accuracy'] * 100:.2f}" in card
+
+
+def test_load_builds_gimefive_with_the_shipped_weights():
+    model = pretrained.load()
+    assert trainable_parameters(model) == 10_478_086
+    with np.load(pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}.npz") as data:
+        first = data["w000"].astype(np.float32)
+    np.testing.assert_array_equal(model.weights[0].numpy(), first)
+    faces = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 1)).astype(np.float32)
+    probabilities = model.predict(faces, verbose=0)["probabilities"]
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    # The name works wherever a model path does.
+    assert load_classifier(pretrained.DEFAULT).count_params() == model.count_params()
+
+
+def test_damaged_or_unknown_weights_give_one_clear_error(tmp_path):
+    for suffix in (".npz", ".json"):
+        shutil.copy(pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}{suffix}", tmp_path)
+    weights = tmp_path / f"{pretrained.DEFAULT}.npz"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+    with pytest.raises(pretrained.PretrainedError, match="checksum"):
+        pretrained.load(pretrained.DEFAULT, tmp_path)
+    with pytest.raises(pretrained.PretrainedError, match="no pretrained model 'nope'.*gimefive-fer2013"):
+        pretrained.load("nope")
+    with pytest.raises(ModelLoadError, match="shipped model name"):
+        load_classifier("nope")
+
+
+def test_pack_round_trip_in_half_precision(tmp_path):
+    model = build_model("gimefive", num_classes=6, input_size=32, width=1 / 16)
+    architecture = {"model": "gimefive", "width": 1 / 16, "image_size": 32, "channels": 1}
+    path = pretrained.pack(model, "tiny", tmp_path, ["happiness", "surprise", "sadness", "anger", "disgust", "fear"],
+                           architecture, {"note": "test"})
+    assert path.is_file() and pretrained.available(tmp_path) == ["tiny"]
+    assert pretrained.info("tiny", tmp_path)["note"] == "test"
+    loaded = pretrained.load("tiny", tmp_path)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    rng = np.random.default_rng(0)
+    faces = np.stack([draw_face(e, rng, 32) for e in ("happiness", "fear") * 4])[..., None].astype(np.float32)
+    np.testing.assert_allclose(model.predict(faces, verbose=0)["probabilities"],
+                               loaded.predict(faces, verbose=0)["probabilities"], atol=2e-3)
+    model.weights[0].assign(np.full(model.weights[0].shape, 1e6, np.float32))
+    with pytest.raises(ValueError, match="half precision"):
+        pretrained.pack(model, "overflow", tmp_path, ["a"] * 6, architecture)
+
+
+def test_serving_base_exports_once_and_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_KERAS_CACHE", str(tmp_path))
+    base = pretrained.serving_base()
+    assert base == tmp_path / "serving" / pretrained.DEFAULT and (base / "1" / "saved_model.pb").is_file()
+    stamp = (base / "1" / "saved_model.pb").stat().st_mtime_ns
+    assert pretrained.serving_base() == base and (base / "1" / "saved_model.pb").stat().st_mtime_ns == stamp
+    from fer_keras.loading import SavedModelClassifier
+
+    served = SavedModelClassifier(base / "1")
+    assert served.class_names == pretrained.info()["classes"]
+
+
+def test_export_and_explain_default_to_the_shipped_model(tmp_path, capsys):
+    from fer_keras.explain.__main__ import main as explain_main
+    from fer_keras.export import main as export_main
+
+    assert export_main(["--base", str(tmp_path / "models")]) == 0
+    assert (tmp_path / "models" / "gimefive" / "1" / "saved_model.pb").is_file()
+    import cv2
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), draw_face("surprise", np.random.default_rng(1), 64))
+    assert explain_main([str(face), "--out", str(tmp_path / "explained")]) == 0
+    assert any((tmp_path / "explained").iterdir())
+    assert export_main(["nope", "--base", str(tmp_path / "models")]) == 2
+    assert "shipped model name" in capsys.readouterr().err
+    meta = json.loads((pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}.json").read_text())
+    assert meta["architecture"]["model"] == "gimefive"
