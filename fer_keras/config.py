@@ -51,6 +51,10 @@ class TrainConfig:
         export_base: SavedModel base path (``<base>/<export_name>/<version>/``); "" to skip export.
         export_name: model name under the export base (TF Serving's model name).
         steps_per_epoch: cap on training steps per epoch (None: the whole split).
+        init_from: start from the weights of this ``.keras`` model or shipped
+            model name (same architecture) instead of a random initialisation;
+            it must have been trained on this run's training split, or the
+            validation faces would not be unseen.
     """
 
     model: str = "gimefive"
@@ -77,6 +81,7 @@ class TrainConfig:
     export_base: str = "models"
     export_name: str = "gimefive"
     steps_per_epoch: int | None = None
+    init_from: str = ""
 
     def __post_init__(self):
         checks = {

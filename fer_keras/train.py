@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=D.patience,
                    help="early-stopping patience on validation accuracy, in epochs. Default: %(default)s")
     t.add_argument("--steps-per-epoch", type=int, default=None, help="cap on training steps per epoch (quick runs)")
+    t.add_argument("--init-from", default="", metavar="MODEL",
+                   help="start from this .keras model's (or shipped model's) weights, same architecture; it must "
+                        "have been trained on this run's training split")
     t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")
     t.add_argument("--hparams", default=None, metavar="JSON",
                    help="best_hparams.json from python -m tuning.search; its values override the flags above")
@@ -107,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience, seed=args.seed,
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or args.model, steps_per_epoch=args.steps_per_epoch,
+        init_from=args.init_from,
     )
     if args.hparams:
         config = apply_hparams(config, args.hparams)

@@ -134,6 +134,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
             state = RunState()
             model = build_model(config.model, num_classes=data.taxonomy.num_classes,
                                 input_size=config.data.image_size, width=config.width, **config.model_options)
+            if config.init_from:
+                _initialise_from(model, config.init_from)
             compile_model(model, config, steps)
 
     if state.stopped or state.epochs_done >= config.epochs:
@@ -149,6 +151,21 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
             callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
         )
     return finish_run(config, run_dir, state, data)
+
+
+def _initialise_from(model: keras.Model, source: str) -> None:
+    """Copies the weights of ``source`` (a .keras file or shipped model name) into ``model``."""
+    from fer_keras.loading import load_classifier
+
+    donor = load_classifier(source)
+    if not isinstance(donor, keras.Model):
+        raise ValueError(f"--init-from {source}: needs a .keras model or a shipped model name, not a SavedModel")
+    mine, theirs = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in donor.weights]
+    if mine != theirs:
+        raise ValueError(f"--init-from {source}: its weights do not fit this architecture "
+                         f"({len(theirs)} arrays against {len(mine)}; same model, width, classes and options needed)")
+    model.set_weights(donor.get_weights())
+    print(f"initialised from {source}")
 
 
 def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: LoadedData) -> TrainResult:

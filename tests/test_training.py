@@ -139,3 +139,17 @@ def test_hparams_file_overrides_the_config(tmp_path):
     path.write_text(json.dumps({"hparams": {"learning_rat": 0.01}}))
     with pytest.raises(ValueError, match="unknown keys"):
         apply_hparams(TrainConfig(), path)
+
+
+def test_a_run_can_start_from_another_runs_weights(finished_run, tmp_path):
+    donor = keras.saving.load_model(finished_run.run_dir / "best.keras", compile=False)
+    config = tiny_config(tmp_path, epochs=1, learning_rate=1e-12, optimizer="sgd", export_base="",
+                         init_from=str(finished_run.run_dir / "best.keras"))
+    result = train(config, verbose=0, progress=False)
+    started = keras.saving.load_model(result.run_dir / "last.keras", compile=False)
+    # With a negligible learning rate the kernels are still the donor's.
+    np.testing.assert_allclose(started.get_layer("last_conv").kernel.numpy(),
+                               donor.get_layer("last_conv").kernel.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit this architecture"):
+        train(tiny_config(tmp_path, run_dir=str(tmp_path / "wider"), width=1 / 8,
+                          init_from=str(finished_run.run_dir / "best.keras")), verbose=0, progress=False)
