@@ -15,6 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_default_ships_within_the_size_limit_with_a_card():
+    import fer_keras
+
+    assert fer_keras.pretrained.load is pretrained.load  # fer_keras.pretrained.load("...") after `import fer_keras`
     assert pretrained.DEFAULT in pretrained.available()
     meta = pretrained.info()
     weights = pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}.npz"
