@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+)
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEFAULT_CLASSES = {6: ("happiness", "surprise", "sadness", "anger", "disgust", "fear"),
@@ -103,6 +105,7 @@ class EmotionClient:
         self._channel = (grpc.secure_channel(address, credentials, options=options) if credentials
                          else grpc.insecure_channel(address, options=options))
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.signatures = self._read_metadata(connect_timeout)
         self.input = self._validate(signature)
         self.has_gradcam = "gradcam" in self.signatures
@@ -157,14 +160,33 @@ class EmotionClient:
             try:
                 response = self._call(self._stub.GetModelMetadata, request, attempts=attempts, deadline=deadline)
                 break
-            except ClientError as err:  # a server still loading its model answers FAILED_PRECONDITION
-                if "no version" in str(err) and time.monotonic() < deadline:
+            except ModelNotFound as err:
+                # TF Serving answers NOT_FOUND both for a model it does not serve and for one
+                # whose versions are still loading; its model status tells the two apart.
+                loading, status = self._loading_state()
+                if loading and time.monotonic() < deadline:
                     time.sleep(self.backoff)
                     continue
-                raise
+                raise ModelNotFound(f"{err} ({status})") from None
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         return dict(signature_map.signature_def)
+
+    def _loading_state(self) -> tuple[bool, str]:
+        """Whether the model has a version starting or loading, and its status in words."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request, "")
+        request.model_spec.ClearField("signature_name")
+        try:
+            response = self._models.GetModelStatus(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            return False, f"model status: {err.details()}"
+        states = get_model_status_pb2.ModelVersionStatus.State
+        loading = any(v.state in (states.START, states.LOADING) for v in response.model_version_status)
+        words = ", ".join(f"version {v.version} {states.Name(v.state)}"
+                          + (f" ({v.status.error_message})" if v.status.error_message else "")
+                          for v in response.model_version_status)
+        return loading, f"model status: {words or 'no versions'}"
 
     def _validate(self, signature: str) -> InputSpec:
         if signature not in self.signatures:

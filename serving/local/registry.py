@@ -190,9 +190,8 @@ class ModelRegistry:
             elif choice == "version":
                 version = spec.version.value
             else:
-                if not model.servables:
-                    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                                       f"no version of model {spec.name} is loaded yet (base path {model.config.base_path})")
+                if not model.servables:  # TF Serving's answer while nothing is loaded (yet)
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
                 return model.servables[max(model.servables)]
             servable = model.servables.get(version)
             if servable is None:
@@ -207,6 +206,8 @@ class ModelRegistry:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
             states = dict(model.states)
             errors = dict(model.errors)
+        if not states:  # configured, but no version seen under its base path: as TF Serving
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
         if version is not None:
             if version not in states:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")

@@ -67,8 +67,10 @@ def test_gray_and_wrong_shapes(client):
 
 
 def test_clear_errors(server):
-    with pytest.raises(ModelNotFound, match="'nope'"):
-        EmotionClient(server.address, "nope", connect_timeout=1)
+    start = time.monotonic()
+    with pytest.raises(ModelNotFound, match="'nope'.*Could not find any versions of model nope"):
+        EmotionClient(server.address, "nope", connect_timeout=30)
+    assert time.monotonic() - start < 10  # an unknown model is not waited for
     with pytest.raises(ModelNotFound, match="version 9"):
         EmotionClient(server.address, "gimefive", version=9, connect_timeout=1)
     with pytest.raises(SignatureMismatch, match="no signature 'nope'"):
@@ -89,6 +91,29 @@ def test_unreachable_server_names_the_address():
     with pytest.raises(ServerUnavailable, match=f"127.0.0.1:{port}.*unreachable"):
         EmotionClient(f"127.0.0.1:{port}", retries=1, backoff=0.05, timeout=1, connect_timeout=1)
     assert time.monotonic() - start < 15
+
+
+def test_client_waits_while_the_model_is_loading(exported, monkeypatch):
+    import tensorflow as tf
+
+    real_load = tf.saved_model.load
+
+    def slow_load(*args, **kwargs):  # a big model: several seconds between "port open" and "model available"
+        time.sleep(3)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(tf.saved_model, "load", slow_load)
+    server = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0)
+    loader = threading.Thread(target=server.start)  # opens the port, then loads
+    loader.start()
+    try:
+        time.sleep(0.5)
+        assert server.registry.version_states("gimefive")[0][1] == 20  # LOADING: TF Serving answers NOT_FOUND now
+        client = EmotionClient(server.address, "gimefive", backoff=0.1, timeout=5, connect_timeout=60)
+        assert client.predict(faces(1)).probabilities.shape == (1, 6)
+    finally:
+        loader.join(60)
+        server.stop(grace=0.5)
 
 
 def test_client_waits_for_a_server_that_starts_late(exported):

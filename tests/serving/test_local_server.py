@@ -123,13 +123,18 @@ def test_error_codes(stubs):
     assert predict.Predict(predict_request(x), timeout=30).outputs["class_id"]
 
 
-def test_nothing_loaded_is_failed_precondition(tmp_path):
+def test_nothing_loaded_answers_as_tf_serving(tmp_path):
     with LocalServer(single_model_config("gimefive", str(tmp_path / "empty")), port=0, poll_seconds=0) as srv:
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.address))
-        code, details = _code(stub.Predict, predict_request(faces(1)))
-        assert code == grpc.StatusCode.FAILED_PRECONDITION and "no version" in details
+        channel = grpc.insecure_channel(srv.address)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        assert _code(stub.Predict, predict_request(faces(1))) == (
+            grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(gimefive)")
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "gimefive"
+        assert _code(model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus, status) == (
+            grpc.StatusCode.NOT_FOUND, "Could not find any versions of model gimefive")
 
 
 def test_a_large_batch_fits(stubs):
