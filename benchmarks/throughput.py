@@ -8,7 +8,9 @@ the same random 64x64 batches with the same thread count, each in its own
 process. Training is SGD with momentum 0.9 and weight decay 1e-4 on
 cross-entropy; inference is in eval mode. Keras runs in three ways: as
 ``model.fit`` compiles it by default, with XLA (``jit_compile=True``), and
-inference through the exported-model path (a ``tf.function`` call).
+inference through the exported-model path (a ``tf.function`` call); and
+``keras-bf16`` under Keras' ``mixed_bfloat16`` policy (``--precision
+mixed_bfloat16`` of training), which uses AMX / AVX512-BF16 where the CPU has them.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import numpy as np
 from benchmarks.machine import describe
 
 
-def keras_figures(batch: int, steps: int, threads: int, jit: bool) -> dict:
+def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str = "float32") -> dict:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
+    keras.mixed_precision.set_global_policy(policy)
     from fer_keras.models import build_model
     from fer_keras.optim import CoupledSGD
 
@@ -100,7 +103,8 @@ def _child(args) -> None:
     if args.framework == "torch":
         figures = torch_figures(args.batch, args.steps, args.threads)
     else:
-        figures = keras_figures(args.batch, args.steps, args.threads, jit=args.framework == "keras-xla")
+        figures = keras_figures(args.batch, args.steps, args.threads, jit=args.framework == "keras-xla",
+                                policy="mixed_bfloat16" if args.framework == "keras-bf16" else "float32")
     print("RESULT " + json.dumps(figures))
 
 
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32, help="training batch size. Default: %(default)s")
     p.add_argument("--steps", type=int, default=20, help="timed steps. Default: %(default)s")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both. Default: all cores")
-    p.add_argument("--frameworks", default="keras,keras-xla,torch")
+    p.add_argument("--frameworks", default="keras,keras-xla,keras-bf16,torch",
+                   help="comma-separated: keras, keras-xla, keras-bf16, torch. Default: %(default)s")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {r['train_images_per_s']:.1f} | {r['inference_images_per_s']:.1f} |")
     if results.get("torch"):
         t = results["torch"]
-        for name in ("keras", "keras-xla"):
+        for name in ("keras", "keras-xla", "keras-bf16"):
             if results.get(name):
                 r = results[name]
                 print(f"{name} / torch: training {r['train_images_per_s'] / t['train_images_per_s']:.2f}x, "

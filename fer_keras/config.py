@@ -18,6 +18,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 CLASS_WEIGHTING = ("none", "balanced")
+# mixed_bfloat16: bfloat16 compute, float32 weights; 1.4x the training speed of float32 on a
+# CPU with AMX (BENCHMARKS.md). Evaluation and export always run a float32 copy.
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class TrainConfig:
         export_base: SavedModel base path (``<base>/<export_name>/<version>/``); "" to skip export.
         export_name: model name under the export base (TF Serving's model name).
         steps_per_epoch: cap on training steps per epoch (None: the whole split).
+        precision: "float32" or "mixed_bfloat16" (Keras mixed precision) while training.
         init_from: start from the weights of this ``.keras`` model or shipped
             model name (same architecture) instead of a random initialisation;
             it must have been trained on this run's training split, or the
@@ -82,6 +86,7 @@ class TrainConfig:
     export_name: str = "gimefive"
     steps_per_epoch: int | None = None
     init_from: str = ""
+    precision: str = "float32"
 
     def __post_init__(self):
         checks = {
@@ -89,6 +94,7 @@ class TrainConfig:
             "schedule": (self.schedule, SCHEDULES),
             "strategy": (self.strategy, STRATEGIES),
             "class_weighting": (self.class_weighting, CLASS_WEIGHTING),
+            "precision": (self.precision, PRECISIONS),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:

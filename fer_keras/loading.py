@@ -45,6 +45,24 @@ class SavedModelClassifier:
         return {"probabilities": np.concatenate(outs)}
 
 
+def as_float32(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32: itself if it already does, else a float32 copy
+    with the same weights (a model trained under a mixed-precision policy)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def load_classifier(path: str | Path):
     """A ``.keras`` model (loaded in Keras safe mode), a SavedModel folder (version
     folder or its parent), or the name of a model shipped in the package
@@ -58,9 +76,10 @@ def load_classifier(path: str | Path):
         if not p.is_file():
             raise ModelLoadError(f"model file {p} does not exist")
         try:
-            return keras.saving.load_model(p, compile=False, safe_mode=True)
+            model = keras.saving.load_model(p, compile=False, safe_mode=True)
         except Exception as err:  # a corrupt zip, a foreign model
             raise ModelLoadError(f"cannot load {p} as a Keras model: {err}") from None
+        return as_float32(model)
     if p.is_dir():
         if not (p / "saved_model.pb").is_file():
             versions = sorted((int(v.name) for v in p.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file()))

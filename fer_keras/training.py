@@ -25,6 +25,7 @@ from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
 from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
+from fer_keras.loading import as_float32
 from fer_keras.models import build_model
 from fer_keras.optim import make_optimizer
 from fer_keras.plots import plot_confusion_matrix, plot_training_curves
@@ -105,6 +106,15 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     """
     run_dir, state = _prepare_run_dir(config, resume)
     keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        return _train(config, run_dir, state, resume, verbose, progress)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config: TrainConfig, run_dir: Path, state: RunState, resume: bool, verbose: int, progress: bool) -> TrainResult:
 
     data = load_data(config.data, progress=progress)
     data.save_table(run_dir / "data_table.csv")
@@ -171,7 +181,7 @@ def _initialise_from(model: keras.Model, source: str) -> None:
 def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: LoadedData) -> TrainResult:
     """Evaluates the validation-selected checkpoint on the test split once, plots, and exports it."""
     plot_training_curves(state.history, run_dir / "training_curves.png", state.best_epoch)
-    best = keras.saving.load_model(run_dir / "best.keras", compile=False)
+    best = as_float32(keras.saving.load_model(run_dir / "best.keras", compile=False))
     metrics = None
     if "test" in data.splits:
         test = data.splits["test"]

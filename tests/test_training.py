@@ -153,3 +153,21 @@ def test_a_run_can_start_from_another_runs_weights(finished_run, tmp_path):
     with pytest.raises(ValueError, match="do not fit this architecture"):
         train(tiny_config(tmp_path, run_dir=str(tmp_path / "wider"), width=1 / 8,
                           init_from=str(finished_run.run_dir / "best.keras")), verbose=0, progress=False)
+
+
+def test_mixed_bfloat16_training_evaluates_and_exports_in_float32(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=1, precision="mixed_bfloat16"), verbose=0, progress=False)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    saved = keras.saving.load_model(result.run_dir / "best.keras", compile=False)
+    assert saved.get_layer("last_conv").dtype_policy.name == "mixed_bfloat16"
+    assert saved.get_layer("logits").compute_dtype == "float32"  # the head stays in float32
+    from fer_keras.loading import load_classifier
+
+    model = load_classifier(result.run_dir / "best.keras")
+    assert all(layer.dtype_policy.name == "float32" for layer in model.layers)
+    faces = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(faces, verbose=0)["probabilities"],
+                               saved.predict(faces, verbose=0)["probabilities"], atol=0.05)
+    assert result.metrics["n"] > 0 and (result.export_path / "saved_model.pb").is_file()
+    with pytest.raises(ValueError, match="precision"):
+        tiny_config(tmp_path, precision="float16")

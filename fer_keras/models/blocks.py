@@ -33,7 +33,8 @@ def batch_norm(name: str) -> layers.BatchNormalization:
 
 
 def classifier_head(x, num_classes: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """Final ``logits`` Dense and the ``probabilities`` softmax."""
-    logits = layers.Dense(num_classes, name="logits")(x)
-    probabilities = layers.Softmax(name="probabilities")(logits)
+    """Final ``logits`` Dense and the ``probabilities`` softmax, in float32 under any
+    mixed-precision policy (the usual place to leave half precision)."""
+    logits = layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    probabilities = layers.Softmax(name="probabilities", dtype="float32")(logits)
     return logits, probabilities
