@@ -50,6 +50,9 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert all(len(r["faces"]) == 1 for r in records)  # the face is found and classified in every frame
     face = records[10]["faces"][0]
     assert face["track"] == 1 and set(face["landmarks"]) >= {"left_eye", "right_eye"}
+    from fer_keras.detection import crop_region
+
+    assert face["crop"] == list(crop_region(tuple(face["box"])))  # the square that was classified
     assert abs(sum(face["smoothed"].values()) - 1) < 1e-3
     assert sum(f["heatmap_refreshed"] for r in records for f in r["faces"]) >= 3
     summary = json.loads((out / "summary.json").read_text())
