@@ -92,9 +92,9 @@ class MTCNNDetector:
             mtcnn's defaults (0.6, 0.7) throw away many low-contrast gray faces
             before O-Net sees them. On 200 FER2013 *training* faces (110-170 px on
             a blurred background) MTCNN found 89.5 % with candidate stages at
-            0.6/0.7 and 94 % at 0.3/0.3, with O-Net at 0.7 either way; on 18
-            face-free scikit-image photos (textures, cells, galaxies) that adds one
-            false face. Lowering O-Net too (0.5) finds 97 % but fires on textures.
+            0.6/0.7 and 94 % at 0.3/0.3, with O-Net at 0.7 either way; on the 15
+            face-free scikit-image sample photos (textures, cells, a cat, a galaxy
+            field) that adds one false face (in the galaxy field). Lowering O-Net too (0.5) finds 97 % but fires on textures.
         downscale: detect on a frame shrunk to at most this many pixels wide
             (0 keeps full size); boxes and landmarks are scaled back. On 150
             FER2013 training faces in 640x480 frames, 480 found as many faces
