@@ -21,6 +21,7 @@ CLASS_WEIGHTING = ("none", "balanced")
 # mixed_bfloat16: bfloat16 compute, float32 weights; 1.4x the training speed of float32 on a
 # CPU with AMX (BENCHMARKS.md). Evaluation and export always run a float32 copy.
 PRECISIONS = ("float32", "mixed_bfloat16")
+FLIP_TTA = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class TrainConfig:
         export_name: model name under the export base (TF Serving's model name).
         steps_per_epoch: cap on training steps per epoch (None: the whole split).
         precision: "float32" or "mixed_bfloat16" (Keras mixed precision) while training.
+        flip_tta: flip test-time augmentation for the test evaluation and the
+            export: "auto" uses it when it raises validation accuracy, "on", "off".
         init_from: start from the weights of this ``.keras`` model or shipped
             model name (same architecture) instead of a random initialisation;
             it must have been trained on this run's training split, or the
@@ -87,6 +90,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     init_from: str = ""
     precision: str = "float32"
+    flip_tta: str = "auto"
 
     def __post_init__(self):
         checks = {
@@ -95,6 +99,7 @@ class TrainConfig:
             "strategy": (self.strategy, STRATEGIES),
             "class_weighting": (self.class_weighting, CLASS_WEIGHTING),
             "precision": (self.precision, PRECISIONS),
+            "flip_tta": (self.flip_tta, FLIP_TTA),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:

@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="models", help="serving base path. Default: %(default)s")
     p.add_argument("--name", default="gimefive", help="model name TF Serving serves it under. Default: %(default)s")
     p.add_argument("--version", type=int, default=None, help="version number. Default: the next free one")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="serve the mean prediction of each face and its mirror image (a shipped model: as it ships)")
     p.add_argument("--classes", choices=("six", "seven"), default=None,
                    help="class view. Default: from the model's output size")
     return p
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                                  f"({', '.join(pretrained.available())})")
         model = load_classifier(args.model)
         taxonomy = infer_taxonomy(model, args.classes)
-        path = export_saved_model(model, args.base, args.name, taxonomy.classes, version=args.version)
+        shipped_tta = args.model in pretrained.available() and pretrained.info(args.model).get("flip_tta", False)
+        path = export_saved_model(model, args.base, args.name, taxonomy.classes, version=args.version,
+                                  flip_tta=args.flip_tta or bool(shipped_tta))
     except (ModelLoadError, pretrained.PretrainedError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

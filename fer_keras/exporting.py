@@ -4,7 +4,9 @@
 
 - ``serving_default``: ``face`` uint8 ``[N, H, W, C]`` (C = 1, or 3 for RGB)
   -> ``probabilities`` float32 ``[N, K]``, ``class_id`` int64 ``[N]``,
-  ``logits`` float32 ``[N, K]``;
+  ``logits`` float32 ``[N, K]``; exported with ``flip_tta``, probabilities
+  and logits are the mean over each face and its mirror image (flip
+  test-time augmentation, chosen on validation data by training);
 - ``gradcam``: ``face`` -> ``probabilities``, ``class_id`` and ``heatmap``
   float32 ``[N, h, w]``: the Grad-CAM of the predicted class on the model's
   ``last_conv`` layer, normalised per face to [0, 1], at that layer's
@@ -43,20 +45,26 @@ def next_version(model_dir: Path) -> int:
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model: keras.Model, class_names: list[str], labels_file: str):
+    def __init__(self, model: keras.Model, class_names: list[str], labels_file: str, flip_tta: bool = False):
         super().__init__()
         self.model = model
+        self.flip_tta = flip_tta
         self.explainer = gradcam_model(model)
         self.class_names = tf.constant(class_names)
         self.labels_asset = tf.saved_model.Asset(labels_file)
 
     def classify(self, face):
-        outputs = self.model(tf.cast(face, tf.float32), training=False)
-        probabilities = outputs["probabilities"]
+        x = tf.cast(face, tf.float32)
+        outputs = self.model(x, training=False)
+        probabilities, logits = outputs["probabilities"], outputs["logits"]
+        if self.flip_tta:
+            mirrored = self.model(tf.reverse(x, axis=[2]), training=False)
+            probabilities = (probabilities + mirrored["probabilities"]) / 2
+            logits = (logits + mirrored["logits"]) / 2
         return {
             "probabilities": probabilities,
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
-            "logits": outputs["logits"],
+            "logits": logits,
         }
 
     def gradcam(self, face):
@@ -83,7 +91,7 @@ def _write_warmup(path: Path, model_name: str, face_shape: tuple[int, int, int])
 
 def export_saved_model(
     model: keras.Model, base_path: str | os.PathLike, model_name: str, class_names: list[str] | tuple[str, ...],
-    version: int | None = None,
+    version: int | None = None, flip_tta: bool = False,
 ) -> Path:
     """Exports ``model`` for TF Serving and returns the version folder.
 
@@ -93,6 +101,7 @@ def export_saved_model(
         model_name: the name TF Serving serves it under.
         class_names: class names in output order.
         version: version number; the next free one when None.
+        flip_tta: serve the mean prediction of each face and its mirror image.
 
     Raises:
         FileExistsError: ``version`` already exists.
@@ -108,7 +117,7 @@ def export_saved_model(
     try:
         labels_file = staging / "labels.txt"
         labels_file.write_text("\n".join(class_names) + "\n")
-        module = _ServingModule(model, list(class_names), str(labels_file))
+        module = _ServingModule(model, list(class_names), str(labels_file), flip_tta)
         face = tf.TensorSpec([None, size, size, None], tf.uint8, name="face")
         signatures = {
             "serving_default": tf.function(module.classify, input_signature=[face]),

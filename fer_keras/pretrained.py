@@ -9,6 +9,7 @@
 Each shipped model is three files in ``fer_keras/weights/``: ``NAME.npz`` (the
 weights in half precision, in ``model.get_weights()`` order), ``NAME.json``
 (how to build the architecture, the class view, the checksum of the weights,
+whether predictions average each face with its mirror image, ``flip_tta``,
 and the figures measured on them) and ``NAME.md`` (the model card). The
 command line packs a trained run into that form and lists what ships::
 
@@ -141,7 +142,8 @@ def serving_base(name: str = DEFAULT, cache: Path | None = None) -> Path:
 
         shutil.rmtree(version)
     taxonomy = next(t for t in TAXONOMIES.values() if list(t.classes) == meta["classes"])
-    export_saved_model(load(name), str(base.parent), base.name, taxonomy.classes, version=1)
+    export_saved_model(load(name), str(base.parent), base.name, taxonomy.classes, version=1,
+                       flip_tta=bool(meta.get("flip_tta", False)))
     stamp.write_text(meta["sha256"] + "\n")
     return base
 
@@ -160,13 +162,15 @@ def fer2013_sample(root: str | Path, classes: list[str], size: int, every: int =
     return faces
 
 
-def sample_accuracy(model, root: str | Path, classes: list[str], size: int, every: int = 10) -> dict:
-    """Accuracy of ``model`` on :func:`fer2013_sample`."""
+def sample_accuracy(model, root: str | Path, classes: list[str], size: int, every: int = 10,
+                    flip_tta: bool = False) -> dict:
+    """Accuracy of ``model`` on :func:`fer2013_sample` (with flip TTA when the model ships with it)."""
     from fer_keras.evaluation import predict_probabilities
 
     faces = fer2013_sample(root, classes, size, every)
-    predicted = predict_probabilities(model, faces.images).argmax(1)
-    return {"every": every, "n": int(len(faces)), "accuracy": round(float((predicted == faces.labels).mean()), 4)}
+    predicted = predict_probabilities(model, faces.images, flip_tta=flip_tta).argmax(1)
+    return {"every": every, "n": int(len(faces)), "accuracy": round(float((predicted == faces.labels).mean()), 4),
+            "flip_tta": flip_tta}
 
 
 def _measure_command(args: argparse.Namespace) -> int:
@@ -184,7 +188,8 @@ def _measure_command(args: argparse.Namespace) -> int:
     if args.fer2013:
         model = load(args.name, Path(args.out))
         meta["fer2013_sample"] = sample_accuracy(model, args.fer2013, meta["classes"],
-                                                 meta["architecture"]["image_size"])
+                                                 meta["architecture"]["image_size"],
+                                                 flip_tta=bool(meta.get("flip_tta", False)))
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps({k: meta[k] for k in ("test", "fer2013_sample") if k in meta}))
     return 0
@@ -202,6 +207,7 @@ def _pack_command(args: argparse.Namespace) -> int:
         extra["recipe"] = config
         if (run / "metrics.json").is_file():
             extra["run_metrics"] = json.loads((run / "metrics.json").read_text())
+            extra["flip_tta"] = bool(extra["run_metrics"].get("flip_tta", False))  # chosen on validation by training
         if (run / "state.json").is_file():
             state = json.loads((run / "state.json").read_text())
             extra["epochs_done"], extra["selected_epoch"] = state["epochs_done"], state["best_epoch"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_keras.config import CLASS_WEIGHTING, OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, apply_hparams
+from fer_keras.config import CLASS_WEIGHTING, FLIP_TTA, OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, apply_hparams
 from fer_keras.data.pipeline import AUGMENTATIONS
 from fer_keras.data.readers.common import DatasetError
 from fer_keras.data.readers.fer2013 import PROTOCOLS
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=PRECISIONS, default=D.precision,
                    help="training precision; mixed_bfloat16 is faster on CPUs with AMX or AVX512-BF16 and on "
                         "recent GPUs (evaluation and export use float32). Default: %(default)s")
+    t.add_argument("--flip-tta", choices=FLIP_TTA, default=D.flip_tta,
+                   help="average each face's prediction with its mirror image at test time and in the export; "
+                        "auto: only if that raises validation accuracy. Default: %(default)s")
     t.add_argument("--init-from", default="", metavar="MODEL",
                    help="start from this .keras model's (or shipped model's) weights, same architecture; it must "
                         "have been trained on this run's training split")
@@ -113,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience, seed=args.seed,
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or args.model, steps_per_epoch=args.steps_per_epoch,
-        init_from=args.init_from, precision=args.precision,
+        init_from=args.init_from, precision=args.precision, flip_tta=args.flip_tta,
     )
     if args.hparams:
         config = apply_hparams(config, args.hparams)

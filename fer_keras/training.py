@@ -183,11 +183,18 @@ def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: Loaded
     plot_training_curves(state.history, run_dir / "training_curves.png", state.best_epoch)
     best = as_float32(keras.saving.load_model(run_dir / "best.keras", compile=False))
     metrics = None
+    # Flip test-time augmentation is decided on validation faces, before the test split is touched.
+    val_plain = evaluate_faces(best, data.splits["val"])["accuracy"]
+    val_flipped = evaluate_faces(best, data.splits["val"], flip_tta=True)["accuracy"]
+    flip_tta = config.flip_tta == "on" or (config.flip_tta == "auto" and val_flipped > val_plain)
+    print(f"validation accuracy {val_plain:.4f}, with flip TTA {val_flipped:.4f}: "
+          f"{'using' if flip_tta else 'not using'} flip TTA (--flip-tta {config.flip_tta})")
     if "test" in data.splits:
         test = data.splits["test"]
         others = [data.splits[s] for s in ("train", "val") if s in data.splits]
-        metrics = evaluate_faces(best, test, leaked=leaked_mask(test, *others))
-        metrics.update(selected_epoch=state.best_epoch, val_accuracy=state.best, epochs_done=state.epochs_done)
+        metrics = evaluate_faces(best, test, leaked=leaked_mask(test, *others), flip_tta=flip_tta)
+        metrics.update(selected_epoch=state.best_epoch, val_accuracy=state.best, epochs_done=state.epochs_done,
+                       val_accuracy_no_tta=val_plain, val_accuracy_flip_tta=val_flipped)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         plot_confusion_matrix(metrics["confusion_matrix"], data.taxonomy.classes, run_dir / "confusion_matrix.png",
                               title=f"{config.model}, test accuracy {metrics['accuracy']:.3f} (epoch {state.best_epoch})")
@@ -196,7 +203,8 @@ def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: Loaded
               f"without {metrics['leaked']} leaked faces: {metrics['accuracy_without_leaked']}")
     export_path = None
     if config.export_base:
-        export_path = export_saved_model(best, config.export_base, config.export_name, data.taxonomy.classes)
+        export_path = export_saved_model(best, config.export_base, config.export_name, data.taxonomy.classes,
+                                         flip_tta=flip_tta)
         atomic_write_text(run_dir / "export.txt", str(export_path) + "\n")
         print(f"exported SavedModel to {export_path}")
     return TrainResult(run_dir, state, metrics, export_path)

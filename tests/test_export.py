@@ -35,6 +35,18 @@ def test_export_round_trip(tmp_path, model):
     assert (path / "assets" / "labels.txt").read_text().split() == list(SIX.classes)
 
 
+def test_flip_tta_export_serves_the_mean_of_each_face_and_its_mirror(tmp_path, model):
+    path = export_saved_model(model, tmp_path, "gimefive", SIX.classes, flip_tta=True)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    faces = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 1)).astype(np.uint8)
+    x = faces.astype(np.float32)
+    plain, mirrored = np.asarray(model(x)["probabilities"]), np.asarray(model(x[:, :, ::-1])["probabilities"])
+    assert not np.allclose(plain, mirrored, atol=1e-4)  # the mirror image does change the prediction
+    out = serve(face=tf.constant(faces))
+    np.testing.assert_allclose(out["probabilities"].numpy(), (plain + mirrored) / 2, atol=1e-5)
+    np.testing.assert_array_equal(out["class_id"].numpy(), ((plain + mirrored) / 2).argmax(1))
+
+
 def test_warmup_records_are_prediction_logs(tmp_path, model):
     path = export_saved_model(model, tmp_path, "fer", SIX.classes)
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE)).as_numpy_iterator())

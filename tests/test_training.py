@@ -55,6 +55,8 @@ def test_run_directory_holds_the_report(finished_run):
     assert metrics["val_accuracy"] == max(h["val_accuracy"] for h in finished_run.state.history)
     assert set(metrics["per_class"]) == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}
     assert 0 <= metrics["macro_f1"] <= 1 and metrics["leaked"] == 0
+    # Flip TTA was decided on validation ("auto"): used exactly when it scored higher there.
+    assert metrics["flip_tta"] == (metrics["val_accuracy_flip_tta"] > metrics["val_accuracy_no_tta"])
     assert np.array(metrics["confusion_matrix"]).sum() == metrics["n"]
     assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == tiny_config(run.parent, epochs=4)
     assert len(list((run / "checkpoints").iterdir())) == 1
