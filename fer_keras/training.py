@@ -25,7 +25,7 @@ from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
 from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
-from fer_keras.loading import as_float32
+from fer_keras.loading import as_float32, load_classifier
 from fer_keras.models import build_model
 from fer_keras.optim import make_optimizer
 from fer_keras.plots import plot_confusion_matrix, plot_training_curves
@@ -115,7 +115,6 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
 
 
 def _train(config: TrainConfig, run_dir: Path, state: RunState, resume: bool, verbose: int, progress: bool) -> TrainResult:
-
     data = load_data(config.data, progress=progress)
     data.save_table(run_dir / "data_table.csv")
     atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
@@ -165,8 +164,6 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, resume: bool, ve
 
 def _initialise_from(model: keras.Model, source: str) -> None:
     """Copies the weights of ``source`` (a .keras file or shipped model name) into ``model``."""
-    from fer_keras.loading import load_classifier
-
     donor = load_classifier(source)
     if not isinstance(donor, keras.Model):
         raise ValueError(f"--init-from {source}: needs a .keras model or a shipped model name, not a SavedModel")
