@@ -109,12 +109,12 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        return _train(config, run_dir, state, resume, verbose, progress)
+        return _train(config, run_dir, state, verbose, progress)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config: TrainConfig, run_dir: Path, state: RunState, resume: bool, verbose: int, progress: bool) -> TrainResult:
+def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, progress: bool) -> TrainResult:
     data = load_data(config.data, progress=progress)
     data.save_table(run_dir / "data_table.csv")
     atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
