@@ -59,9 +59,9 @@ class TrainConfig:
         flip_tta: flip test-time augmentation for the test evaluation and the
             export: "auto" uses it when it raises validation accuracy, "on", "off".
         init_from: start from the weights of this ``.keras`` model or shipped
-            model name (same architecture) instead of a random initialisation;
-            it must have been trained on this run's training split, or the
-            validation faces would not be unseen.
+            model name (same architecture; only the ``logits`` layer may differ,
+            e.g. six classes to seven) instead of a random initialisation. Its
+            training faces must not include this run's validation or test faces.
     """
 
     model: str = "gimefive"

@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average each face's prediction with its mirror image at test time and in the export; "
                         "auto: only if that raises validation accuracy. Default: %(default)s")
     t.add_argument("--init-from", default="", metavar="MODEL",
-                   help="start from this .keras model's (or shipped model's) weights, same architecture; it must "
-                        "have been trained on this run's training split")
+                   help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
+                        "layer may differ: six to seven classes); it must not have trained on this run's val/test faces")
     t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")
     t.add_argument("--hparams", default=None, metavar="JSON",
                    help="best_hparams.json from python -m tuning.search; its values override the flags above")

@@ -163,16 +163,29 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
 
 
 def _initialise_from(model: keras.Model, source: str) -> None:
-    """Copies the weights of ``source`` (a .keras file or shipped model name) into ``model``."""
+    """Copies the weights of ``source`` (a .keras file or shipped model name) into ``model``, layer by layer.
+
+    Layers are matched by name. A layer whose weights have other shapes keeps its
+    fresh initialisation (the ``logits`` layer when the class view changes, six
+    to seven classes); if that is the case for more than the head, the models
+    are not the same architecture and this is an error.
+    """
     donor = load_classifier(source)
     if not isinstance(donor, keras.Model):
         raise ValueError(f"--init-from {source}: needs a .keras model or a shipped model name, not a SavedModel")
-    mine, theirs = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in donor.weights]
-    if mine != theirs:
-        raise ValueError(f"--init-from {source}: its weights do not fit this architecture "
-                         f"({len(theirs)} arrays against {len(mine)}; same model, width, classes and options needed)")
-    model.set_weights(donor.get_weights())
-    print(f"initialised from {source}")
+    theirs = {layer.name: layer for layer in donor.layers if layer.weights}
+    copied, kept = [], []
+    for layer in (layer for layer in model.layers if layer.weights):
+        other = theirs.get(layer.name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+        else:
+            kept.append(layer.name)
+    if set(kept) - {"logits"}:
+        raise ValueError(f"--init-from {source}: its weights do not fit this architecture (no match for "
+                         f"{', '.join(kept)}; same model, width and options needed)")
+    print(f"initialised {len(copied)} layers from {source}" + (f"; freshly initialised: {', '.join(kept)}" if kept else ""))
 
 
 def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: LoadedData) -> TrainResult:

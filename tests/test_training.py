@@ -155,6 +155,15 @@ def test_a_run_can_start_from_another_runs_weights(finished_run, tmp_path):
     with pytest.raises(ValueError, match="do not fit this architecture"):
         train(tiny_config(tmp_path, run_dir=str(tmp_path / "wider"), width=1 / 8,
                           init_from=str(finished_run.run_dir / "best.keras")), verbose=0, progress=False)
+    # Six classes to seven: everything but the logits layer carries over.
+    seven = tiny_config(tmp_path, run_dir=str(tmp_path / "seven"), epochs=1, learning_rate=1e-12, optimizer="sgd",
+                        export_base="", init_from=str(finished_run.run_dir / "best.keras"),
+                        data=DataConfig(image_size=32, synthetic_per_class=30, classes="seven"))
+    result = train(seven, verbose=0, progress=False)
+    started = keras.saving.load_model(result.run_dir / "last.keras", compile=False)
+    np.testing.assert_allclose(started.get_layer("last_conv").kernel.numpy(),
+                               donor.get_layer("last_conv").kernel.numpy(), atol=1e-6)
+    assert started.get_layer("logits").kernel.shape[-1] == 7
 
 
 def test_mixed_bfloat16_training_evaluates_and_exports_in_float32(tmp_path):
