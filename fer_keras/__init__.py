@@ -7,6 +7,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from fer_keras import pretrained  # noqa: E402  (light: numpy only until a model is loaded)
-
 __all__ = ["pretrained", "__version__"]
+
+
+def __getattr__(name: str):
+    # `fer_keras.pretrained.load(...)` after a bare `import fer_keras`, imported on first use
+    # (importing it eagerly would upset `python -m fer_keras.pretrained`).
+    if name == "pretrained":
+        import importlib
+
+        return importlib.import_module("fer_keras.pretrained")
+    raise AttributeError(f"module 'fer_keras' has no attribute {name!r}")

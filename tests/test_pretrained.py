@@ -103,3 +103,12 @@ def test_export_and_explain_default_to_the_shipped_model(tmp_path, capsys):
     assert "shipped model name" in capsys.readouterr().err
     meta = json.loads((pretrained.WEIGHTS_DIR / f"{pretrained.DEFAULT}.json").read_text())
     assert meta["architecture"]["model"] == "gimefive"
+
+
+def test_command_line_lists_and_prints_cards(capsys):
+    assert pretrained.main(["list"]) == 0
+    assert pretrained.DEFAULT in capsys.readouterr().out
+    assert pretrained.main(["card"]) == 0
+    assert "# Model card: gimefive-fer2013" in capsys.readouterr().out
+    assert pretrained.main(["card", "nope"]) == 2
+    assert "no pretrained model 'nope'" in capsys.readouterr().err
