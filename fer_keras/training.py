@@ -21,7 +21,7 @@ import tensorflow as tf
 from fer_keras.checkpointing import RunCheckpoint, RunState, atomic_write_text, load_state
 from fer_keras.config import TrainConfig
 from fer_keras.data.integrity import leaked_mask
-from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
+from fer_keras.data.pipeline import augmentation, class_weights, make_dataset, mixer
 from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
@@ -127,6 +127,7 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
     weights = class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
     train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
                             augment=augmentation(config.augment, config.augment_strength, config.seed),
+                            mix=mixer(config.augment, config.augment_strength),
                             weights=weights, seed=config.seed)
     val_ds = make_dataset(data.splits["val"], config.batch_size, soft_labels=False)
     steps = math.ceil(len(train_faces) / config.batch_size)

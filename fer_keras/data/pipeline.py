@@ -1,8 +1,13 @@
 """tf.data pipelines over decoded faces, and Keras augmentation.
 
 Order (as keras-io does it): slices -> cache -> shuffle (train only) ->
-batch -> augment (train only) -> prefetch. Targets are given for both model
-outputs: the loss reads ``logits``, the accuracy ``probabilities``.
+batch -> augment, then mix (train only) -> prefetch. Targets are given for
+both model outputs: the loss reads ``logits``, the accuracy ``probabilities``.
+
+Two augmentations act on pairs of faces rather than one: ``mixup`` blends a
+face with another of the batch and their targets by the same weight, and
+``cutmix`` pastes a rectangle of another face and weights the targets by the
+pasted area. Their weights are drawn per face from Beta(alpha, alpha).
 """
 
 from __future__ import annotations
@@ -13,18 +18,20 @@ import tensorflow as tf
 
 from fer_keras.data.faces import FaceSet
 
-AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "erase")
+MIXES = ("mixup", "cutmix")
+AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "erase") + MIXES
+MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) at strength 1, the values of the two papers
 
 
 def augmentation(names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed: int | None = None) -> keras.Sequential | None:
     """Keras random layers for ``names`` (see ``AUGMENTATIONS``), scaled by ``strength``.
 
     At strength 1: rotation +-10 degrees, zoom and shift 10 %, contrast and
-    brightness 20 %, erasing of 2-20 % of the face. Returns None for no names.
+    brightness 20 %, erasing of 2-20 % of the face. Mixing names (``MIXES``)
+    are left to :func:`mixer`. Returns None when no per-face name is given.
     """
-    unknown = set(names) - set(AUGMENTATIONS)
-    if unknown:
-        raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; choose from: {', '.join(AUGMENTATIONS)}")
+    _check_names(names)
+    names = tuple(n for n in names if n not in MIXES)
     if not names:
         return None
     s = float(strength)
@@ -38,6 +45,76 @@ def augmentation(names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed
         "erase": lambda: keras.layers.RandomErasing(factor=min(0.5 * s, 1.0), scale=(0.02, 0.2), value_range=(0, 255), seed=seed, name="erase"),
     }
     return keras.Sequential([makers[n]() for n in names], name="augmentation")
+
+
+def _check_names(names: tuple[str, ...]) -> None:
+    unknown = set(names) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; choose from: {', '.join(AUGMENTATIONS)}")
+
+
+def _beta(n, alpha: float) -> tf.Tensor:
+    """``n`` draws from Beta(alpha, alpha)."""
+    a = tf.random.gamma([n], alpha)
+    b = tf.random.gamma([n], alpha)
+    return a / tf.maximum(a + b, 1e-12)
+
+
+def _mixup(x, lam):
+    """The share of each face that stays (everywhere ``lam``), and that share."""
+    return tf.ones(tf.shape(x)) * lam[:, None, None, None], lam
+
+
+def _cutmix(x, lam):
+    """A rectangle covering about ``1 - lam`` of each face (clipped at the border), and the share it leaves."""
+    shape = tf.shape(x)
+    n, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    side = tf.sqrt(1.0 - lam)
+    cy, cx = tf.random.uniform([n]) * h, tf.random.uniform([n]) * w
+    rows = tf.range(h)[None, :] + 0.5
+    cols = tf.range(w)[None, :] + 0.5
+    inside_r = tf.abs(rows - cy[:, None]) < (side * h / 2)[:, None]
+    inside_c = tf.abs(cols - cx[:, None]) < (side * w / 2)[:, None]
+    pasted = tf.cast(inside_r[:, :, None] & inside_c[:, None, :], tf.float32)[..., None]
+    keep = 1.0 - pasted
+    return keep, tf.reduce_mean(keep, axis=[1, 2, 3])
+
+
+def mixer(names: tuple[str, ...], strength: float = 1.0):
+    """The pair-mixing step for ``names`` (``mixup`` and/or ``cutmix``; each batch
+    uses one of them at random when both are named), or None.
+
+    Returns:
+        ``mix(x, y, w=None) -> (x, y, w)``: each face is combined with another
+        face of the batch (a random permutation); targets, and sample weights
+        when given, are combined with the share each face keeps.
+    """
+    _check_names(names)
+    chosen = [n for n in MIXES if n in names]
+    if not chosen or strength <= 0:
+        return None
+    makers = {"mixup": _mixup, "cutmix": _cutmix}
+
+    def mix(x, y, w=None):
+        n = tf.shape(x)[0]
+        other = tf.random.shuffle(tf.range(n))
+        branches = []
+        for name in chosen:
+            lam = _beta(n, MIX_ALPHA[name] * strength)
+            branches.append(lambda lam=lam, name=name: makers[name](x, lam))
+        if len(branches) == 1:
+            keep, share = branches[0]()
+        else:
+            keep, share = tf.cond(tf.random.uniform([]) < 0.5, branches[0], branches[1])
+        keep = tf.cast(keep, x.dtype)  # faces may be bfloat16 after the augmentation layers
+        x = keep * x + (1.0 - keep) * tf.gather(x, other)
+        share = tf.cast(share, y.dtype)
+        y = share[:, None] * y + (1.0 - share[:, None]) * tf.gather(y, other)
+        if w is not None:
+            w = share * w + (1.0 - share) * tf.gather(w, other)
+        return x, y, w
+
+    return mix
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,6 +131,7 @@ def make_dataset(
     training: bool = False,
     soft_labels: bool = False,
     augment: keras.Sequential | None = None,
+    mix=None,
     weights: np.ndarray | None = None,
     seed: int = 0,
 ) -> tf.data.Dataset:
@@ -65,6 +143,7 @@ def make_dataset(
         training: shuffle and augment.
         soft_labels: use the faces' vote distributions instead of one-hot targets.
         augment: augmentation model applied to training batches.
+        mix: pair-mixing step applied to training batches after ``augment`` (see :func:`mixer`).
         weights: per-class sample weights (see :func:`class_weights`).
         seed: shuffle seed.
     """
@@ -81,6 +160,9 @@ def make_dataset(
         x = tf.cast(x, tf.float32)
         if training and augment is not None:
             x = augment(x, training=True)
+        if training and mix is not None:
+            x, y, mixed_w = mix(x, y, w[0] if w else None)
+            w = (mixed_w,) if w else ()
         return (x, {"logits": y, "probabilities": y}, *w)
 
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

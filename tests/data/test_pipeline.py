@@ -1,8 +1,10 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from fer_keras.data.faces import load_faces
-from fer_keras.data.pipeline import augmentation, class_weights, make_dataset
+from fer_keras.data.pipeline import augmentation, class_weights, make_dataset, mixer
 from fer_keras.data.synthetic import synthetic_records
 from fer_keras.data.taxonomy import SIX
 
@@ -42,3 +44,44 @@ def test_unknown_augmentation():
     with pytest.raises(ValueError, match="unknown augmentation"):
         augmentation(("flip", "twirl"))
     assert augmentation(()) is None
+
+
+@pytest.mark.parametrize("names", [("mixup",), ("cutmix",), ("flip", "mixup", "cutmix")])
+def test_mixing_weights_targets_by_the_share_of_each_face(faces, names):
+    # Every face is one flat gray level, 40 * its class: a mixed face's mean level
+    # must equal 40 * the class its mixed target points to on average.
+    levels = (40 * faces.labels).astype(np.uint8)
+    flat = dataclasses.replace(faces, images=np.broadcast_to(levels[:, None, None, None], faces.images.shape).copy())
+    ds = make_dataset(flat, 8, training=True, augment=augmentation(names, seed=0), mix=mixer(names),
+                      weights=np.arange(6, dtype=np.float32))
+    mixed = 0
+    for x, y, w in ds:
+        x, y, w = x.numpy(), y["logits"].numpy(), w.numpy()
+        np.testing.assert_allclose(y.sum(1), 1, atol=1e-5)
+        expected = y @ (40 * np.arange(6))
+        np.testing.assert_allclose(x.mean((1, 2, 3)), expected, atol=1e-3)
+        np.testing.assert_allclose(w, y @ np.arange(6), atol=1e-5)  # sample weights mix like the targets
+        mixed += int((y.max(1) < 0.999).sum())
+    assert mixed > len(faces) // 4, "most faces should be blended with another"
+
+
+def test_mixing_only_when_named():
+    assert mixer(("flip", "rotate")) is None and mixer(("mixup",), strength=0) is None
+    assert augmentation(("mixup",)) is None  # no per-face layers for mixing names
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        mixer(("mixup", "blend"))
+
+
+def test_mixing_after_bfloat16_augmentation(faces):
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # the random layers then return bfloat16 faces
+    try:
+        names = ("flip", "cutmix", "mixup")
+        x, y, w = next(iter(make_dataset(faces, 8, training=True, augment=augmentation(names, seed=0), mix=mixer(names),
+                                         weights=np.ones(6, np.float32))))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert x.shape == (8, 32, 32, 1) and y["logits"].dtype.name == "float32"
+    np.testing.assert_allclose(y["logits"].numpy().sum(1), 1, atol=1e-5)
