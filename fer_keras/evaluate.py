@@ -1,8 +1,13 @@
 """``python -m fer_keras.evaluate``: the test report of a trained model on any reader's split.
 
+The report is in the model's own class view. Asking for a wider view
+(``--classes seven`` for a six-class model) adds where the faces of the
+classes the model lacks (neutral) come out.
+
 Example::
 
     python -m fer_keras.evaluate --model runs/gimefive/best.keras --data fer2013=../shared/data/fer2013
+    python -m fer_keras.evaluate --model gimefive-fer2013 --data fer2013=../shared/data/fer2013 --classes seven
 """
 
 from __future__ import annotations
@@ -35,14 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fer_keras.data.integrity import leaked_mask
     from fer_keras.data.sources import load_data
-    from fer_keras.evaluation import evaluate_faces
+    from fer_keras.evaluation import evaluate_faces, unseen_class_report
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
     from fer_keras.plots import plot_confusion_matrix
 
     try:
         model = load_classifier(args.model)
         taxonomy = infer_taxonomy(model)
-        if taxonomy.name != args.classes:
+        requested = args.classes
+        if taxonomy.name != requested:
             print(f"note: the model has the {taxonomy.name}-class view; evaluating that view", file=sys.stderr)
         args.classes = taxonomy.name
         data = load_data(data_config(args, args.seed))
@@ -54,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.exclude_leaked and leaked is not None:
             faces, leaked = faces.select(~leaked), None
         report = evaluate_faces(model, faces, leaked=leaked, batch_size=args.batch_size, flip_tta=args.flip_tta)
+        if requested != taxonomy.name:
+            args.classes = requested
+            wide = load_data(data_config(args, args.seed)).splits.get(args.split)
+            if wide is not None and set(wide.taxonomy.classes) - set(taxonomy.classes):
+                report["unseen_classes"] = unseen_class_report(model, wide, taxonomy.classes, batch_size=args.batch_size,
+                                                               flip_tta=args.flip_tta)
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -64,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("by_subset", "accuracy_without_leaked"):
         if key in report:
             print(f"  {key}: {report[key]}")
+    for name, seen in report.get("unseen_classes", {}).items():
+        shares = ", ".join(f"{c} {v:.0%}" for c, v in sorted(seen["predicted"].items(), key=lambda kv: -kv[1]))
+        print(f"  {name} faces (not a class of the model, n={seen['n']}): predicted as {shares}; "
+              f"mean top probability {seen['mean_top_probability']:.2f}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 Reports overall accuracy, per-class recall / precision / F1, macro-F1, the
 confusion matrix (rows: true class, columns: predicted), accuracy per source
 and per subset (FER2013's PublicTest / PrivateTest), and accuracy without the
-faces that leaked from the training data.
+faces that leaked from the training data. Faces of classes the model does not
+have (FER2013's neutral faces for a six-class model) get their own summary:
+which of the model's classes they come out as, and how confident it is.
 """
 
 from __future__ import annotations
@@ -72,4 +74,34 @@ def evaluate_faces(
     if leaked is not None:
         report["leaked"] = int(leaked.sum())
         report["accuracy_without_leaked"] = float(correct[~leaked].mean()) if (~leaked).any() else None
+    return report
+
+
+def unseen_class_report(model, faces: FaceSet, model_classes: tuple[str, ...], *, batch_size: int = 128,
+                        flip_tta: bool = False) -> dict:
+    """Where the faces of classes outside ``model_classes`` go.
+
+    Args:
+        model: a Keras model with a ``probabilities`` output over ``model_classes``.
+        faces: faces in a wider class view (e.g. seven classes with neutral).
+        model_classes: the model's classes, in its output order.
+        batch_size: prediction batch size.
+        flip_tta: average with the horizontally mirrored faces.
+
+    Returns:
+        Per unseen class present in ``faces``: ``n``, ``predicted`` (share of its
+        faces given each model class) and ``mean_top_probability``.
+    """
+    report = {}
+    for index, name in enumerate(faces.taxonomy.classes):
+        chosen = faces.labels == index
+        if name in model_classes or not chosen.any():
+            continue
+        probs = predict_probabilities(model, faces.images[chosen], batch_size, flip_tta)
+        predicted = probs.argmax(1)
+        report[name] = {
+            "n": int(chosen.sum()),
+            "predicted": {c: float((predicted == j).mean()) for j, c in enumerate(model_classes)},
+            "mean_top_probability": float(probs.max(1).mean()),
+        }
     return report

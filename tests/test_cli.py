@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fer_keras import evaluate, export, train
@@ -51,5 +52,13 @@ def test_evaluate_cli_on_a_trained_model(tmp_path, capsys):
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["n"] == 6 and report["flip_tta"] is True  # one synthetic test face per class of 5
     assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
+    assert "unseen_classes" not in report
+    # A wider view adds where the faces of the class the model lacks go.
+    assert evaluate.main(["--model", str(tmp_path / "m.keras"), "--image-size", "32", "--synthetic-per-class", "5",
+                          "--classes", "seven", "--out", str(tmp_path / "ev7")]) == 0
+    report = json.loads((tmp_path / "ev7" / "report.json").read_text())
+    assert report["n"] == 6 and report["unseen_classes"]["neutral"]["n"] == 1
+    assert np.isclose(sum(report["unseen_classes"]["neutral"]["predicted"].values()), 1.0)
+    assert "neutral faces (not a class of the model, n=1): predicted as" in capsys.readouterr().out
     assert evaluate.main(["--model", str(tmp_path / "nope.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -2,8 +2,8 @@ import numpy as np
 
 from fer_keras.data.faces import load_faces
 from fer_keras.data.synthetic import synthetic_records
-from fer_keras.data.taxonomy import SIX
-from fer_keras.evaluation import classification_report, evaluate_faces
+from fer_keras.data.taxonomy import SEVEN, SIX
+from fer_keras.evaluation import classification_report, evaluate_faces, unseen_class_report
 
 
 def test_classification_report_by_hand():
@@ -42,3 +42,24 @@ def test_subsets_and_leak_exclusion():
     assert report["accuracy_without_leaked"] == 9 / 10 and report["leaked"] == 2
     assert report["by_subset"]["PrivateTest"]["accuracy"] == 4 / 6  # faces 0 and 2 are even
     assert report["by_subset"]["PublicTest"]["accuracy"] == 5 / 6
+
+
+class _Constant:
+    """A stand-in six-class model: every face gets the same probabilities."""
+
+    def __init__(self, probs):
+        self.probs = np.asarray(probs, np.float32)
+
+    def predict(self, images, batch_size=128, verbose=0):
+        return {"probabilities": np.tile(self.probs, (len(images), 1))}
+
+
+def test_unseen_class_report_follows_the_faces_of_classes_the_model_lacks():
+    faces = load_faces(synthetic_records(per_class=3, taxonomy=SEVEN, size=32, seed=0), SEVEN, 32, progress=False)[0]
+    probs = np.full(6, 0.08)
+    probs[SIX.classes.index("sadness")] = 0.6
+    report = unseen_class_report(_Constant(probs), faces, SIX.classes)
+    assert set(report) == {"neutral"}  # the six known classes are not summarised
+    neutral = report["neutral"]
+    assert neutral["n"] == 3 and np.isclose(neutral["mean_top_probability"], 0.6)
+    assert neutral["predicted"]["sadness"] == 1.0 and sum(neutral["predicted"].values()) == 1.0
