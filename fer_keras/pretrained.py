@@ -17,7 +17,7 @@ command line packs a trained run into that form and lists what ships::
     python -m fer_keras.pretrained card gimefive-fer2013
     python -m fer_keras.pretrained pack runs/fer2013/best.keras --name gimefive-fer2013 --run-dir runs/fer2013
     python -m fer_keras.evaluate --model gimefive-fer2013 --data fer2013=PATH --out eval/
-    python -m fer_keras.pretrained measure gimefive-fer2013 --report eval/report.json --fer2013 PATH
+    python -m fer_keras.pretrained measure gimefive-fer2013 --report eval/report.json --sample fer2013=PATH
 """
 
 from __future__ import annotations
@@ -148,29 +148,32 @@ def serving_base(name: str = DEFAULT, cache: Path | None = None) -> Path:
     return base
 
 
-def fer2013_sample(root: str | Path, classes: list[str], size: int, every: int = 10):
-    """A fixed sample of FER2013's test faces: every ``every``-th image of the
-    test split sorted by name, in the model's class view, decoded as in training."""
+def fixed_sample(source: str, root: str | Path, classes: list[str], size: int, every: int = 10):
+    """A fixed sample of a dataset's test faces: every ``every``-th image of the
+    test split of ``source`` (a reader name: fer2013, ferplus, ...) sorted by
+    name, in the model's class view, decoded as in training."""
     from fer_keras.data.faces import load_faces
-    from fer_keras.data.readers.fer2013 import read_fer2013
+    from fer_keras.data.sources import READERS
     from fer_keras.data.taxonomy import TAXONOMIES
 
+    if source not in READERS:
+        raise PretrainedError(f"unknown sample source {source!r}; choose one of: {', '.join(READERS)}")
     taxonomy = next(t for t in TAXONOMIES.values() if list(t.classes) == list(classes))
-    records = sorted((r for r in read_fer2013(str(root))[0] if r.split == "test" and taxonomy.index(r.emotion) is not None),
+    records = sorted((r for r in READERS[source](str(root))[0] if r.split == "test" and taxonomy.index(r.emotion) is not None),
                      key=lambda r: r.name)
     faces, _, _ = load_faces(records[::every], taxonomy, size, progress=False)
     return faces
 
 
-def sample_accuracy(model, root: str | Path, classes: list[str], size: int, every: int = 10,
+def sample_accuracy(model, source: str, root: str | Path, classes: list[str], size: int, every: int = 10,
                     flip_tta: bool = False) -> dict:
-    """Accuracy of ``model`` on :func:`fer2013_sample` (with flip TTA when the model ships with it)."""
+    """Accuracy of ``model`` on :func:`fixed_sample` (with flip TTA when the model ships with it)."""
     from fer_keras.evaluation import predict_probabilities
 
-    faces = fer2013_sample(root, classes, size, every)
+    faces = fixed_sample(source, root, classes, size, every)
     predicted = predict_probabilities(model, faces.images, flip_tta=flip_tta).argmax(1)
-    return {"every": every, "n": int(len(faces)), "accuracy": round(float((predicted == faces.labels).mean()), 4),
-            "flip_tta": flip_tta}
+    return {"source": source, "every": every, "n": int(len(faces)),
+            "accuracy": round(float((predicted == faces.labels).mean()), 4), "flip_tta": flip_tta}
 
 
 def _measure_command(args: argparse.Namespace) -> int:
@@ -185,13 +188,14 @@ def _measure_command(args: argparse.Namespace) -> int:
             "by_subset": {k: round(v["accuracy"], 4) for k, v in report.get("by_subset", {}).items()},
             "recall": {c: round(m["recall"], 4) for c, m in report["per_class"].items()},
         }
-    if args.fer2013:
-        model = load(args.name, Path(args.out))
-        meta["fer2013_sample"] = sample_accuracy(model, args.fer2013, meta["classes"],
-                                                 meta["architecture"]["image_size"],
-                                                 flip_tta=bool(meta.get("flip_tta", False)))
+    if args.sample:
+        source, _, root = args.sample.partition("=")
+        if not root:
+            raise PretrainedError(f"--sample needs SOURCE=PATH, got {args.sample!r}")
+        meta["sample"] = sample_accuracy(load(args.name, Path(args.out)), source.strip().lower(), root, meta["classes"],
+                                         meta["architecture"]["image_size"], flip_tta=bool(meta.get("flip_tta", False)))
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(json.dumps({k: meta[k] for k in ("test", "fer2013_sample") if k in meta}))
+    print(json.dumps({k: meta[k] for k in ("test", "sample") if k in meta}))
     return 0
 
 
@@ -239,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--report", default=None, help="report.json of python -m fer_keras.evaluate --model NAME --out ...")
     m.add_argument("--report-data", default="FER2013 test folder (PublicTest + PrivateTest)",
                    help="what the report evaluated, in words")
-    m.add_argument("--fer2013", default=None, help="FER2013 folders: measure the fixed test sample the tests check")
+    m.add_argument("--sample", default=None, metavar="SOURCE=PATH",
+                   help="measure the fixed test sample the tests check, e.g. fer2013=PATH or ferplus=PATH")
     m.add_argument("--out", default=str(WEIGHTS_DIR), help="Default: the package's weights folder")
     args = p.parse_args(argv)
     try:

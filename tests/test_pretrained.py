@@ -112,3 +112,32 @@ def test_command_line_lists_and_prints_cards(capsys):
     assert "# Model card: gimefive-fer2013" in capsys.readouterr().out
     assert pretrained.main(["card", "nope"]) == 2
     assert "no pretrained model 'nope'" in capsys.readouterr().err
+
+
+def test_measure_records_the_test_report_and_a_fixed_sample(tmp_path, capsys):
+    from tests.conftest import write_image
+
+    six = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+    model = build_model("gimefive", num_classes=6, input_size=32, width=1 / 16)
+    pretrained.pack(model, "tiny", tmp_path, six, {"model": "gimefive", "width": 1 / 16, "image_size": 32, "channels": 1})
+    data = tmp_path / "fer2013"
+    for i, folder in enumerate(["happy", "sad", "fear", "neutral"] * 6):  # 18 test faces in the six-class view
+        write_image(data / "test" / folder / f"PrivateTest_{i:02d}.jpg", seed=i)
+    write_image(data / "train" / "happy" / "Training_0.jpg")
+    report = {"n": 18, "accuracy": 0.5, "macro_f1": 0.25, "accuracy_without_leaked": 0.5,
+              "by_subset": {"PrivateTest": {"n": 18, "accuracy": 0.5}},
+              "per_class": {c: {"recall": 0.5} for c in six}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--report", str(tmp_path / "report.json"),
+                            "--sample", f"fer2013={data}"]) == 0
+    meta = pretrained.info("tiny", tmp_path)
+    assert meta["test"]["accuracy"] == 0.5 and meta["test"]["by_subset"] == {"PrivateTest": 0.5}
+    assert meta["sample"]["source"] == "fer2013" and meta["sample"]["n"] == 2  # faces 0 and 10 of the 18, by name
+    faces = pretrained.fixed_sample("fer2013", data, six, 32)
+    predicted = pretrained.load("tiny", tmp_path).predict(faces.images.astype(np.float32), verbose=0)["probabilities"]
+    assert meta["sample"]["accuracy"] == round(float((predicted.argmax(1) == faces.labels).mean()), 4)
+    capsys.readouterr()
+    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--sample", str(data)]) == 2
+    assert "--sample needs SOURCE=PATH" in capsys.readouterr().err
+    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--sample", f"lfw={data}"]) == 2
+    assert "unknown sample source 'lfw'" in capsys.readouterr().err
