@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from fer_keras.config import CLASS_WEIGHTING, FLIP_TTA, OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, apply_hparams
-from fer_keras.data.pipeline import AUGMENTATIONS
+from fer_keras.data.augment import AUGMENTATIONS
 from fer_keras.data.readers.common import DatasetError
 from fer_keras.data.readers.fer2013 import PROTOCOLS
 from fer_keras.data.sources import SOURCE_NAMES, DataConfig

@@ -8,7 +8,7 @@ to know the normalisation.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,26 +26,35 @@ class FacePreprocessing(keras.layers.Layer):
     """
 
     def call(self, faces):
-        x = tf.cast(faces, tf.float32)
+        x = ops.cast(faces, "float32")
         channels = x.shape[-1]
         if channels == 1:
             gray = x
         elif channels == 3:
-            gray = tf.reduce_sum(x * tf.constant(LUMA_WEIGHTS), axis=-1, keepdims=True)
+            gray = ops.sum(x * ops.convert_to_tensor(LUMA_WEIGHTS), axis=-1, keepdims=True)
         elif channels is not None:
             raise ValueError(f"faces must have 1 or 3 channels, got {channels}")
-        else:  # channel count only known when the graph runs
-            n = tf.shape(x)[-1]
-            tf.debugging.assert_equal(tf.logical_or(tf.equal(n, 1), tf.equal(n, 3)), True,
-                                      message="faces must have 1 or 3 channels")
-            gray = tf.cond(
-                tf.equal(tf.shape(x)[-1], 3),
-                lambda: tf.reduce_sum(x[..., :3] * tf.constant(LUMA_WEIGHTS), axis=-1, keepdims=True),
-                lambda: x[..., :1],
-            )
+        else:
+            gray = _gray_of_unknown_channels(x)
         gray = gray / 255.0
-        rgb = tf.concat([gray, gray, gray], axis=-1)
-        return (rgb - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+        rgb = ops.concatenate([gray, gray, gray], axis=-1)
+        return (rgb - ops.convert_to_tensor(IMAGENET_MEAN)) / ops.convert_to_tensor(IMAGENET_STD)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (3,)
+
+
+def _gray_of_unknown_channels(x):
+    """Grayscale of a batch whose channel count (1 or 3) is only known when the graph
+    runs: a SavedModel signature that accepts either. Only TensorFlow builds such
+    graphs, so only this path needs it (the rest of the layer runs on any backend)."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[-1]
+    tf.debugging.assert_equal(tf.logical_or(tf.equal(n, 1), tf.equal(n, 3)), True,
+                              message="faces must have 1 or 3 channels")
+    return tf.cond(
+        tf.equal(n, 3),
+        lambda: tf.reduce_sum(x[..., :3] * tf.constant(LUMA_WEIGHTS), axis=-1, keepdims=True),
+        lambda: x[..., :1],
+    )

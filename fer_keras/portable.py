@@ -1,0 +1,407 @@
+"""``python -m fer_keras.portable``: training on any Keras 3 backend, for accelerator machines without TensorFlow.
+
+``fer_keras.train`` feeds its models through tf.data, so it needs TensorFlow. The
+GPU machines this project is sometimes lent carry JAX and PyTorch but no
+TensorFlow, accept a working tree of at most 64 MiB and return files of at most
+16 MiB. This module splits a run into three steps that fit those limits::
+
+    # here: the train and val splits, read and split exactly as fer_keras.train does
+    python -m fer_keras.portable pack --data fer2013=../shared/data/fer2013 --out .gpu/fer2013-six.npz
+    # there: KERAS_BACKEND=jax (or torch); stops in time for a deadline
+    python -m fer_keras.portable train .gpu/fer2013-six.npz --out $OUT --name run --init-from gimefive-fer2013 \\
+        --deadline 500
+    # here: the best weights back into a .keras model that evaluate and pretrained pack take
+    python -m fer_keras.portable unpack OUT/run.json --out runs/gpu/best.keras
+
+``pack`` keeps each face's encoded bytes as they are on disk (FER2013's JPEGs
+take 0.68 of their decoded pixels) with its label, soft target and the SHA-1
+of its decoded pixels; ``train`` decodes them with the same OpenCV code and
+counts digests that differ (another OpenCV build may decode JPEGs differently).
+The test split is never packed: it is evaluated once, here, with
+``python -m fer_keras.evaluate``.
+
+``train`` uses the same pieces as ``fer_keras.train`` (model registry,
+augmentation layers, coupled-L2 SGD, label smoothing) with a per-epoch
+schedule: linear warm-up, then cosine decay to zero over a number of epochs
+fixed after timing the second epoch, so that the run ends before
+``--deadline`` seconds. The checkpoint is chosen on validation accuracy; its
+weights are written in float16 parts of at most 15 MB beside a JSON file with
+the recipe and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.data.taxonomy import get_taxonomy
+
+START = time.monotonic()
+PART_BYTES = 15 * 10**6
+SAVE_INTERVAL_S = 30.0
+FORMAT = "fer-keras-portable-1"
+
+
+class PortableError(ValueError):
+    """A packed file or weights manifest that cannot be used."""
+
+
+# ----------------------------------------------------------------------------- pack (here)
+
+
+def pack_faces(config, out: str | Path) -> dict:
+    """Writes the train and val faces of ``config`` (a DataConfig) to ``out``; returns a summary."""
+    import cv2
+
+    from fer_keras.data.faces import _load_one, soft_target
+    from fer_keras.data.sources import assign_splits, parse_source, read_source
+
+    taxonomy = get_taxonomy(config.classes)
+    blobs, labels, soft, splits, digests = [], [], [], [], []
+    dropped, unreadable = 0, []
+    for spec in config.sources or ("synthetic",):
+        records, _ = read_source(spec, config)
+        assign_splits(records, config)
+        source = parse_source(spec)[0]
+        for r in records:
+            if r.split not in ("train", "val"):
+                continue
+            label = taxonomy.index(r.emotion)
+            if label is None:
+                dropped += 1
+                continue
+            loaded = _load_one(r, config.image_size)
+            if loaded is None:
+                unreadable.append(f"{source}:{r.name}")
+                continue
+            if r.pixels is not None:
+                gray = r.pixels if r.pixels.ndim == 2 else cv2.cvtColor(r.pixels, cv2.COLOR_RGB2GRAY)
+                data = cv2.imencode(".png", gray)[1].tobytes()
+            else:
+                data = Path(r.path).read_bytes()
+            blobs.append(data)
+            labels.append(label)
+            soft.append(soft_target(r, taxonomy, label))
+            splits.append(0 if r.split == "train" else 1)
+            digests.append(loaded[1])
+    if not labels:
+        raise PortableError(f"no training faces in {', '.join(config.sources) or 'synthetic'}")
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    meta = {"format": FORMAT, "classes": list(taxonomy.classes), "view": config.classes,
+            "image_size": config.image_size, "data": _jsonable(config), "dropped_labels": dropped,
+            "unreadable": unreadable}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, blob=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
+             labels=np.array(labels, np.int32), soft=np.stack(soft).astype(np.float32),
+             split=np.array(splits, np.uint8), digests=np.array(digests, "S40"),
+             meta=np.array(json.dumps(meta)))
+    os.replace(tmp, out)
+    split = np.array(splits)
+    return {"path": str(out), "megabytes": round(out.stat().st_size / 1e6, 1), "train": int((split == 0).sum()),
+            "val": int((split == 1).sum()), "dropped_labels": dropped, "unreadable": len(unreadable)}
+
+
+def _jsonable(config) -> dict:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def load_packed(path: str | Path) -> dict:
+    """Decodes a packed file: float32 faces ``[N, S, S, 1]``, labels, soft targets, split mask and
+    the number of faces whose decoded pixels differ from the packing machine's."""
+    from fer_keras.data.faces import _resize, decode_gray
+
+    try:
+        data = np.load(path)
+        meta = json.loads(str(data["meta"]))
+    except (OSError, KeyError, ValueError) as err:
+        raise PortableError(f"{path} is not a packed face file ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise PortableError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    blob, offsets, size = data["blob"], data["offsets"], meta["image_size"]
+    images = np.zeros((len(offsets) - 1, size, size, 1), np.float32)
+    keep = np.ones(len(images), bool)
+    differing = 0
+    for i in range(len(images)):
+        gray = decode_gray(blob[offsets[i]:offsets[i + 1]])
+        if gray is None:
+            keep[i] = False
+            continue
+        digest = hashlib.sha1(np.ascontiguousarray(gray).tobytes() + str(gray.shape).encode()).hexdigest()
+        differing += digest.encode() != data["digests"][i]
+        images[i, ..., 0] = _resize(gray, size)
+    return {"meta": meta, "images": images[keep], "labels": data["labels"][keep], "soft": data["soft"][keep],
+            "split": data["split"][keep], "undecodable": int((~keep).sum()), "digests_differing": int(differing)}
+
+
+# ----------------------------------------------------------------------------- train (anywhere)
+
+
+def epoch_learning_rate(epoch: int, peak: float, warmup: int, total: int) -> float:
+    """The rate of 1-based ``epoch``: linear warm-up to ``peak`` over ``warmup`` epochs, then a
+    cosine decay that reaches zero after epoch ``total``."""
+    if epoch <= warmup:
+        return peak * epoch / max(1, warmup)
+    span = max(1, total - warmup)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(epoch - warmup, span) / span))
+
+
+def epochs_that_fit(done: int, epoch_seconds: float, now: float, deadline: float, cap: int, margin: float) -> int:
+    """Total epochs so that the rest, at ``epoch_seconds`` each, ends ``margin`` seconds before ``deadline``."""
+    more = int((deadline - margin - now) // max(epoch_seconds, 1e-6))
+    return max(done, min(cap, done + more))
+
+
+def _save_weights(arrays: list[np.ndarray], out: Path, name: str, manifest: dict) -> None:
+    """float16 parts of at most PART_BYTES, then the manifest (written last, atomically)."""
+    parts, current, size = [], {}, 0
+    for i, a in enumerate(arrays):
+        half = a.astype(np.float16)
+        if current and size + half.nbytes > PART_BYTES:
+            parts.append(current)
+            current, size = {}, 0
+        current[f"w{i:03d}"] = half
+        size += half.nbytes
+    parts.append(current)
+    files = []
+    for k, part in enumerate(parts):
+        path = out / f"{name}-part{k}.npz"
+        buf = io.BytesIO()
+        np.savez(buf, **part)
+        path.write_bytes(buf.getvalue())
+        files.append({"file": path.name, "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
+    manifest = {**manifest, "format": FORMAT, "arrays": len(arrays), "parts": files}
+    tmp = out / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, out / f"{name}.json")
+
+
+def train_packed(args: argparse.Namespace) -> dict:
+    import keras
+
+    from fer_keras.data.augment import augmentation
+    from fer_keras.models import build_model
+    from fer_keras.optim import CoupledSGD
+
+    if args.deadline and args.warmup_epochs < 2:
+        raise PortableError("--deadline needs --warmup-epochs >= 2 (the second epoch is timed before the schedule is fixed)")
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    packed = load_packed(args.packed)
+    meta, split = packed["meta"], packed["split"]
+    classes, size = meta["classes"], meta["image_size"]
+    targets = packed["soft"] if args.soft_labels else np.eye(len(classes), dtype=np.float32)[packed["labels"]]
+    x, y = packed["images"][split == 0], targets[split == 0]
+    xv, yv = packed["images"][split == 1], np.eye(len(classes), dtype=np.float32)[packed["labels"][split == 1]]
+    if not len(xv):
+        raise PortableError(f"{args.packed} has no validation faces")
+    print(f"backend {keras.backend.backend()}; {len(x)} train / {len(xv)} val faces, {size} px; "
+          f"{packed['digests_differing']} decoded differently here, {packed['undecodable']} undecodable "
+          f"({time.monotonic() - START:.0f} s)", flush=True)
+
+    augment = augmentation(tuple(args.augment.split(",")) if args.augment else (), args.augment_strength, args.seed)
+    if args.precision != "float32":
+        keras.mixed_precision.set_dtype_policy(args.precision)
+    architecture = {"model": args.model, "width": args.width, "image_size": size, "channels": 1, "options": {}}
+    if args.init_from:
+        base, architecture = _initial_model(args.init_from, len(classes))
+        if architecture["image_size"] != size:
+            raise PortableError(f"--init-from {args.init_from} takes {architecture['image_size']} px faces, "
+                                f"{args.packed} holds {size} px")
+    else:
+        base = build_model(args.model, num_classes=len(classes), input_size=size, channels=1, width=args.width)
+    # Keras marks its rotate/zoom/shift layers as unfit for XLA (TensorFlow's image transform op is), which
+    # would run every step eagerly: 0.37 s per batch of 64 on an H200. JAX's own transforms compile.
+    jax_compiled = keras.backend.backend() == "jax"
+    if jax_compiled and augment is not None:
+        for layer in augment.layers:
+            layer.supports_jit = True
+    face = keras.Input((size, size, 1), name="face")
+    trainer = keras.Model(face, base(augment(face) if augment is not None else face))
+    trainer.compile(
+        optimizer=CoupledSGD(l2=args.weight_decay, learning_rate=0.0, momentum=args.momentum, nesterov=args.nesterov),
+        loss={"logits": keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)},
+        metrics={"probabilities": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
+        jit_compile=True if jax_compiled else "auto",
+    )
+    recipe = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+    manifest = {"name": args.name, "classes": classes, "architecture": architecture, "recipe": recipe,
+                "data": meta["data"], "train_faces": int(len(x)), "val_faces": int(len(xv)),
+                "digests_differing": packed["digests_differing"], "backend": keras.backend.backend()}
+    total = args.epochs
+    history, best, best_weights, saved_at = [], -1.0, None, 0.0
+    epoch = 0
+    while epoch < total:
+        epoch += 1
+        lr = epoch_learning_rate(epoch, args.lr, args.warmup_epochs, total)
+        trainer.optimizer.learning_rate.assign(lr)
+        began = time.monotonic()
+        logs = trainer.fit(x, {"logits": y, "probabilities": y}, batch_size=args.batch_size, epochs=epoch,
+                           initial_epoch=epoch - 1, validation_data=(xv, {"logits": yv, "probabilities": yv}),
+                           verbose=0).history
+        seconds = time.monotonic() - began
+        row = {"epoch": epoch, "learning_rate": lr, "seconds": round(seconds, 2),
+               **{k.replace("probabilities_", ""): float(v[-1]) for k, v in logs.items()}}
+        history.append(row)
+        val = _val_accuracy(row)
+        if val > best:
+            best, best_weights = val, [np.array(w) for w in base.get_weights()]
+            manifest.update(best_epoch=epoch, val_accuracy=val)
+        if args.deadline and epoch == 2:
+            total = epochs_that_fit(epoch, seconds, time.monotonic() - START, args.deadline, args.epochs,
+                                    SAVE_INTERVAL_S)
+            manifest["epochs_planned"] = total
+            print(f"epoch 2 took {seconds:.1f} s: {total} epochs fit before the {args.deadline:.0f} s deadline", flush=True)
+        print(f"epoch {epoch}/{total} lr {lr:.5f} loss {row.get('loss', float('nan')):.4f} "
+              f"val {val:.4f} best {best:.4f} ({seconds:.1f} s)", flush=True)
+        now = time.monotonic()
+        if args.deadline and epoch < total and now - START + seconds > args.deadline - 5:
+            print(f"stopping after epoch {epoch}: the next would pass the deadline", flush=True)
+            total = epoch
+        if best_weights is not None and (now - saved_at > SAVE_INTERVAL_S or epoch >= total):
+            _save_weights(best_weights, out, args.name, {**manifest, "history": history, "epochs_done": epoch})
+            saved_at = now
+    manifest.update(history=history, epochs_done=epoch)
+    _save_weights(best_weights, out, args.name, manifest)
+    print(f"best val accuracy {best:.4f} at epoch {manifest['best_epoch']} of {epoch}; "
+          f"wrote {out / (args.name + '.json')} ({time.monotonic() - START:.0f} s)", flush=True)
+    return manifest
+
+
+def _val_accuracy(row: dict) -> float:
+    keys = [k for k in row if k.startswith("val_") and k.endswith("accuracy")]
+    if not keys:
+        raise PortableError(f"no validation accuracy in the training logs ({sorted(row)})")
+    return row[keys[0]]
+
+
+def _initial_model(source: str, num_classes: int):
+    """(model, architecture) of a shipped model name or a portable manifest (``.json``) to start from."""
+    from fer_keras import pretrained
+
+    if source.endswith(".json"):
+        model = model_from_manifest(source)
+        architecture = json.loads(Path(source).read_text())["architecture"]
+    else:
+        model = pretrained.load(source)
+        architecture = {"channels": 1, "width": 1.0, "options": {}, **pretrained.info(source)["architecture"]}
+    theirs = model.output["logits"].shape[-1]
+    if theirs != num_classes:
+        raise PortableError(f"--init-from {source} has {theirs} classes, the packed data {num_classes}")
+    return model, architecture
+
+
+# ----------------------------------------------------------------------------- unpack (here)
+
+
+def model_from_manifest(path: str | Path):
+    """The float32 Keras model whose weights a ``train`` manifest names (parts beside it, checksums checked)."""
+    from fer_keras.models import build_model
+
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PortableError(f"{path}: not a readable weights manifest ({err})") from None
+    if manifest.get("format") != FORMAT:
+        raise PortableError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    arrays: dict[str, np.ndarray] = {}
+    for part in manifest["parts"]:
+        part_path = path.parent / part["file"]
+        if not part_path.is_file() or hashlib.sha256(part_path.read_bytes()).hexdigest() != part["sha256"]:
+            raise PortableError(f"{part_path} is missing or does not match its checksum")
+        with np.load(part_path) as data:
+            arrays.update({k: data[k] for k in data.files})
+    arch = manifest["architecture"]
+    model = build_model(arch["model"], num_classes=len(manifest["classes"]), input_size=arch["image_size"],
+                        channels=arch["channels"], width=arch["width"], **arch["options"])
+    weights = [arrays[f"w{i:03d}"].astype(np.float32) for i in range(manifest["arrays"])]
+    if [w.shape for w in weights] != [tuple(w.shape) for w in model.weights]:
+        raise PortableError(f"{path}: the weights do not fit the {arch['model']} architecture")
+    model.set_weights(weights)
+    return model
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer_keras.train import add_data_arguments
+
+    p = argparse.ArgumentParser(prog="python -m fer_keras.portable", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    pk = sub.add_parser("pack", help="write the train and val faces of some data to one file")
+    add_data_arguments(pk)
+    pk.add_argument("--seed", type=int, default=0, help="split seed (as fer_keras.train's --seed). Default: %(default)s")
+    pk.add_argument("--out", required=True, help="the .npz to write")
+
+    tr = sub.add_parser("train", help="train from a packed file on any Keras backend")
+    tr.add_argument("packed", help="a file written by pack")
+    tr.add_argument("--out", required=True, help="folder for NAME.json and NAME-partK.npz")
+    tr.add_argument("--name", default="run", help="file name stem. Default: %(default)s")
+    tr.add_argument("--model", default="gimefive", help="architecture. Default: %(default)s")
+    tr.add_argument("--width", type=float, default=1.0, help="layer width multiplier (1 = published). Default: %(default)s")
+    tr.add_argument("--init-from", default="", help="a shipped model name or a manifest .json to start from")
+    tr.add_argument("--epochs", type=int, default=100, help="maximum epochs. Default: %(default)s")
+    tr.add_argument("--deadline", type=float, default=0.0,
+                    help="seconds after start by which training must end (0: none); fixes the epoch count after epoch 2")
+    tr.add_argument("--batch-size", type=int, default=64, help="Default: %(default)s")
+    tr.add_argument("--lr", type=float, default=0.01, help="peak learning rate. Default: %(default)s")
+    tr.add_argument("--momentum", type=float, default=0.9, help="Default: %(default)s")
+    tr.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    tr.add_argument("--warmup-epochs", type=int, default=2, help="Default: %(default)s")
+    tr.add_argument("--weight-decay", type=float, default=5e-4, help="coupled L2. Default: %(default)s")
+    tr.add_argument("--label-smoothing", type=float, default=0.1, help="Default: %(default)s")
+    tr.add_argument("--augment", default="flip,rotate,zoom,shift,erase", help="Default: %(default)s")
+    tr.add_argument("--augment-strength", type=float, default=1.0, help="Default: %(default)s")
+    tr.add_argument("--soft-labels", action="store_true", help="train on vote distributions (FER+)")
+    tr.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
+                    help="Default: %(default)s")
+    tr.add_argument("--seed", type=int, default=0, help="Default: %(default)s")
+
+    up = sub.add_parser("unpack", help="a manifest and its parts back into a .keras model")
+    up.add_argument("manifest", help="NAME.json written by train")
+    up.add_argument("--out", required=True, help="the .keras file to write")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fer_keras.data.readers.common import DatasetError
+
+    try:
+        if args.command == "pack":
+            from fer_keras.train import data_config
+
+            print(json.dumps(pack_faces(data_config(args, seed=args.seed), args.out)))
+        elif args.command == "train":
+            train_packed(args)
+        else:
+            model = model_from_manifest(args.manifest)
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            model.save(args.out)
+            manifest = json.loads(Path(args.manifest).read_text())
+            print(f"wrote {args.out}: best epoch {manifest.get('best_epoch')}, "
+                  f"val accuracy {manifest.get('val_accuracy'):.4f} ({manifest.get('backend')})")
+    except (PortableError, DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
