@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("unpack", help="a manifest and its parts back into a .keras model")
     up.add_argument("manifest", help="NAME.json written by train")
     up.add_argument("--out", required=True, help="the .keras file to write")
+    up.add_argument("--curves", default=None, help="also plot the training curves to this .png")
     return p
 
 
@@ -395,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             model.save(args.out)
             manifest = json.loads(Path(args.manifest).read_text())
+            if args.curves:
+                from fer_keras.plots import plot_training_curves
+
+                history = [{k.replace("probabilities_", ""): v for k, v in row.items()} for row in manifest["history"]]
+                plot_training_curves(history, Path(args.curves), manifest.get("best_epoch"))
             print(f"wrote {args.out}: best epoch {manifest.get('best_epoch')}, "
                   f"val accuracy {manifest.get('val_accuracy'):.4f} ({manifest.get('backend')})")
     except (PortableError, DatasetError, ValueError) as err:

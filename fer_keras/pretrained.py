@@ -217,8 +217,22 @@ def _pack_command(args: argparse.Namespace) -> int:
             extra["epochs_done"], extra["selected_epoch"] = state["epochs_done"], state["best_epoch"]
         architecture = {"model": config["model"], "width": config["width"], "image_size": config["data"]["image_size"],
                         "channels": 1, "options": config.get("model_options", {})}
+    elif args.manifest:
+        manifest = json.loads(Path(args.manifest).read_text())
+        architecture = manifest["architecture"]
+        extra["recipe"] = {"trainer": "fer_keras.portable", **manifest["recipe"], "data": manifest["data"]}
+        extra.update(epochs_done=manifest["epochs_done"], selected_epoch=manifest["best_epoch"],
+                     val_accuracy_training=manifest["val_accuracy"], training_backend=manifest["backend"])
+        start = manifest["recipe"].get("init_from", "")
+        if start and not start.endswith(".json") and (Path(args.out) / f"{start}.json").is_file():
+            # the model it started from is about to be replaced: keep how that one was made
+            before = info(start, Path(args.out))
+            extra["started_from"] = {k: before[k] for k in ("name", "source", "recipe", "selected_epoch", "epochs_done",
+                                                           "test", "init_from") if k in before}
     else:
         architecture = {"model": args.architecture, "width": 1.0, "image_size": int(model.input_shape[1]), "channels": 1}
+    if args.flip_tta:
+        extra["flip_tta"] = True
     path = pack(model, args.name, Path(args.out), list(taxonomy.classes), architecture, extra)
     print(path)
     return 0
@@ -235,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("model", help="a .keras model (best.keras of a run)")
     k.add_argument("--name", required=True, help="the shipped name, e.g. gimefive-fer2013")
     k.add_argument("--run-dir", default=None, help="the run that trained it (recipe, metrics, epochs)")
+    k.add_argument("--manifest", default=None,
+                   help="the fer_keras.portable manifest (NAME.json) that trained it, instead of --run-dir")
+    k.add_argument("--flip-tta", action="store_true",
+                   help="serve with flip test-time augmentation (decide it on validation: evaluate --split val)")
     k.add_argument("--architecture", default="gimefive", help="model registry name when there is no --run-dir")
     k.add_argument("--classes", choices=("six", "seven"), default=None)
     k.add_argument("--out", default=str(WEIGHTS_DIR), help="Default: the package's weights folder")

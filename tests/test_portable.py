@@ -92,8 +92,21 @@ def test_train_then_unpack_round_trip(packed, tmp_path, monkeypatch, capsys):
     accuracy = float((probs.argmax(1) == data["labels"][val]).mean())
     assert abs(accuracy - manifest["val_accuracy"]) <= 1.0 / val.sum() + 1e-6  # float16 weights: a face at most
 
-    assert portable.main(["unpack", str(out / "tiny.json"), "--out", str(tmp_path / "tiny.keras")]) == 0
-    assert (tmp_path / "tiny.keras").is_file()
+    assert portable.main(["unpack", str(out / "tiny.json"), "--out", str(tmp_path / "tiny.keras"),
+                          "--curves", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "tiny.keras").is_file() and (tmp_path / "curves.png").stat().st_size > 1000
+
+    from fer_keras import pretrained
+
+    shipped = tmp_path / "shipped"
+    assert pretrained.main(["pack", str(tmp_path / "tiny.keras"), "--name", "tiny", "--manifest", str(out / "tiny.json"),
+                            "--flip-tta", "--out", str(shipped)]) == 0
+    meta = pretrained.info("tiny", shipped)
+    assert meta["recipe"]["trainer"] == "fer_keras.portable" and meta["recipe"]["width"] == 0.0625
+    assert meta["selected_epoch"] == manifest["best_epoch"] and meta["flip_tta"] is True
+    assert meta["architecture"] == manifest["architecture"]
+    loaded = pretrained.load("tiny", shipped).predict(data["images"][val], verbose=0)["probabilities"]
+    assert np.abs(loaded - probs).max() < 1e-6
 
     part = out / manifest["parts"][0]["file"]
     part.write_bytes(part.read_bytes()[:-10])
