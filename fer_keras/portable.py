@@ -58,11 +58,14 @@ class PortableError(ValueError):
 # ----------------------------------------------------------------------------- pack (here)
 
 
-def pack_faces(config, out: str | Path) -> dict:
-    """Writes the train and val faces of ``config`` (a DataConfig) to ``out``; returns a summary."""
+def pack_faces(config, out: str | Path, shard_bytes: int = 0) -> dict:
+    """Writes the train and val faces of ``config`` (a DataConfig) to ``out``, or to ``out``'s stem
+    plus ``-0``, ``-1``... when ``shard_bytes`` splits them into files of at most that many bytes of
+    images (a lent machine takes 64 MiB per call; files left there by one call stay for the next).
+    Returns a summary."""
     import cv2
 
-    from fer_keras.data.faces import _load_one, soft_target
+    from fer_keras.data.faces import _load_one, decode_gray, soft_target
     from fer_keras.data.sources import assign_splits, parse_source, read_source
 
     taxonomy = get_taxonomy(config.classes)
@@ -88,28 +91,49 @@ def pack_faces(config, out: str | Path) -> dict:
                 data = cv2.imencode(".png", gray)[1].tobytes()
             else:
                 data = Path(r.path).read_bytes()
-            blobs.append(data)
+                gray = decode_gray(data)
+            # lossless WebP is 0.71 of FER+'s PNGs; FER2013's JPEGs are smaller as they are
+            webp = cv2.imencode(".webp", gray, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()
+            blobs.append(webp if len(webp) < len(data) else data)
             labels.append(label)
             soft.append(soft_target(r, taxonomy, label))
             splits.append(0 if r.split == "train" else 1)
             digests.append(loaded[1])
     if not labels:
         raise PortableError(f"no training faces in {', '.join(config.sources) or 'synthetic'}")
-    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     meta = {"format": FORMAT, "classes": list(taxonomy.classes), "view": config.classes,
             "image_size": config.image_size, "data": _jsonable(config), "dropped_labels": dropped,
             "unreadable": unreadable}
+    shards = _shards([len(b) for b in blobs], shard_bytes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, blob=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
-             labels=np.array(labels, np.int32), soft=np.stack(soft).astype(np.float32),
-             split=np.array(splits, np.uint8), digests=np.array(digests, "S40"),
-             meta=np.array(json.dumps(meta)))
-    os.replace(tmp, out)
+    paths = [out] if len(shards) == 1 else [out.with_name(f"{out.stem}-{k}{out.suffix}") for k in range(len(shards))]
+    for (lo, hi), path in zip(shards, paths):
+        offsets = np.cumsum([0] + [len(b) for b in blobs[lo:hi]]).astype(np.int64)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, blob=np.frombuffer(b"".join(blobs[lo:hi]), np.uint8), offsets=offsets,
+                 labels=np.array(labels[lo:hi], np.int32), soft=np.stack(soft[lo:hi]).astype(np.float32),
+                 split=np.array(splits[lo:hi], np.uint8), digests=np.array(digests[lo:hi], "S40"),
+                 meta=np.array(json.dumps({**meta, "shard": [paths.index(path), len(paths)]})))
+        os.replace(tmp, path)
     split = np.array(splits)
-    return {"path": str(out), "megabytes": round(out.stat().st_size / 1e6, 1), "train": int((split == 0).sum()),
-            "val": int((split == 1).sum()), "dropped_labels": dropped, "unreadable": len(unreadable)}
+    return {"paths": [str(p) for p in paths], "megabytes": [round(p.stat().st_size / 1e6, 1) for p in paths],
+            "train": int((split == 0).sum()), "val": int((split == 1).sum()), "dropped_labels": dropped,
+            "unreadable": len(unreadable)}
+
+
+def _shards(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges whose byte sizes add up to at most ``limit`` (0: one range)."""
+    if not limit:
+        return [(0, len(sizes))]
+    ranges, start, total = [], 0, 0
+    for i, n in enumerate(sizes):
+        if i > start and total + n > limit:
+            ranges.append((start, i))
+            start, total = i, 0
+        total += n
+    ranges.append((start, len(sizes)))
+    return ranges
 
 
 def _jsonable(config) -> dict:
@@ -144,6 +168,24 @@ def load_packed(path: str | Path) -> dict:
         images[i, ..., 0] = _resize(gray, size)
     return {"meta": meta, "images": images[keep], "labels": data["labels"][keep], "soft": data["soft"][keep],
             "split": data["split"][keep], "undecodable": int((~keep).sum()), "digests_differing": int(differing)}
+
+
+def load_packs(paths: list[str | Path]) -> dict:
+    """:func:`load_packed` over every shard of one pack, concatenated; all shards must be there."""
+    parts = [load_packed(p) for p in paths]
+    meta = parts[0]["meta"]
+    found = sorted(tuple(part["meta"].get("shard", [0, 1])) for part in parts)
+    expected = [(k, found[0][1]) for k in range(found[0][1])]
+    if found != expected:
+        have = ", ".join(str(k) for k, _ in found)
+        raise PortableError(f"{', '.join(map(str, paths))}: shards {have} given, a pack of {found[0][1]} needs each once")
+    for path, part in zip(paths, parts):
+        if part["meta"]["data"] != meta["data"] or part["meta"]["classes"] != meta["classes"]:
+            raise PortableError(f"{path} belongs to another pack than {paths[0]}")
+    order = np.argsort([part["meta"].get("shard", [0, 1])[0] for part in parts])
+    joined = {k: np.concatenate([parts[i][k] for i in order]) for k in ("images", "labels", "soft", "split")}
+    return {"meta": meta, **joined, "undecodable": sum(p["undecodable"] for p in parts),
+            "digests_differing": sum(p["digests_differing"] for p in parts)}
 
 
 # ----------------------------------------------------------------------------- train (anywhere)
@@ -200,14 +242,14 @@ def train_packed(args: argparse.Namespace) -> dict:
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    packed = load_packed(args.packed)
+    packed = load_packs(args.packed)
     meta, split = packed["meta"], packed["split"]
     classes, size = meta["classes"], meta["image_size"]
     targets = packed["soft"] if args.soft_labels else np.eye(len(classes), dtype=np.float32)[packed["labels"]]
     x, y = packed["images"][split == 0], targets[split == 0]
     xv, yv = packed["images"][split == 1], np.eye(len(classes), dtype=np.float32)[packed["labels"][split == 1]]
     if not len(xv):
-        raise PortableError(f"{args.packed} has no validation faces")
+        raise PortableError(f"{', '.join(args.packed)} has no validation faces")
     print(f"backend {keras.backend.backend()}; {len(x)} train / {len(xv)} val faces, {size} px; "
           f"{packed['digests_differing']} decoded differently here, {packed['undecodable']} undecodable "
           f"({time.monotonic() - START:.0f} s)", flush=True)
@@ -220,7 +262,7 @@ def train_packed(args: argparse.Namespace) -> dict:
         base, architecture = _initial_model(args.init_from, len(classes))
         if architecture["image_size"] != size:
             raise PortableError(f"--init-from {args.init_from} takes {architecture['image_size']} px faces, "
-                                f"{args.packed} holds {size} px")
+                                f"{', '.join(args.packed)} holds {size} px")
     else:
         base = build_model(args.model, num_classes=len(classes), input_size=size, channels=1, width=args.width)
     # Keras marks its rotate/zoom/shift layers as unfit for XLA (TensorFlow's image transform op is), which
@@ -348,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(pk)
     pk.add_argument("--seed", type=int, default=0, help="split seed (as fer_keras.train's --seed). Default: %(default)s")
     pk.add_argument("--out", required=True, help="the .npz to write")
+    pk.add_argument("--shard-megabytes", type=float, default=0.0,
+                    help="split into files of at most this many MB of images, OUT-0.npz, OUT-1.npz... (0: one file)")
 
     tr = sub.add_parser("train", help="train from a packed file on any Keras backend")
-    tr.add_argument("packed", help="a file written by pack")
+    tr.add_argument("packed", nargs="+", help="the file(s) written by pack (every shard)")
     tr.add_argument("--out", required=True, help="folder for NAME.json and NAME-partK.npz")
     tr.add_argument("--name", default="run", help="file name stem. Default: %(default)s")
     tr.add_argument("--model", default="gimefive", help="architecture. Default: %(default)s")
@@ -388,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pack":
             from fer_keras.train import data_config
 
-            print(json.dumps(pack_faces(data_config(args, seed=args.seed), args.out)))
+            summary = pack_faces(data_config(args, seed=args.seed), args.out, int(args.shard_megabytes * 1e6))
+            print(json.dumps(summary))
         elif args.command == "train":
             train_packed(args)
         else:

@@ -65,6 +65,46 @@ def test_corrupt_and_differently_decoded_faces_are_counted(packed, tmp_path):
     assert len(data["images"]) == len(offsets) - 2
 
 
+def test_shards_load_as_one_pack_and_all_are_needed(packed, tmp_path):
+    whole = load_packed(packed)
+    summary = portable.pack_faces(_synthetic_config(), tmp_path / "faces.npz", shard_bytes=20_000)
+    paths = summary["paths"]
+    assert len(paths) > 2 and all(Path(p).name.startswith("faces-") for p in paths)
+    joined = portable.load_packs(list(reversed(paths)))  # any order
+    np.testing.assert_array_equal(joined["images"], whole["images"])
+    np.testing.assert_array_equal(joined["labels"], whole["labels"])
+    with pytest.raises(PortableError, match="a pack of"):
+        portable.load_packs(paths[:-1])
+
+
+def test_png_faces_are_packed_as_lossless_webp_when_smaller(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "faces"
+    for i in range(12):
+        face = (cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (5, 5), 2))
+        for emotion in ("happy", "sad"):
+            (root / emotion).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / emotion / f"{i}.png"), face)
+    from fer_keras.train import build_parser, data_config
+
+    config = data_config(build_parser().parse_args(["--data", f"folders={root}", "--image-size", "48"]))
+    summary = portable.pack_faces(config, tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as data:
+        first = data["blob"][data["offsets"][0]:data["offsets"][1]].tobytes()
+    assert first[:4] == b"RIFF" and first[8:12] == b"WEBP"
+    data = load_packed(tmp_path / "p.npz")
+    assert data["digests_differing"] == 0  # lossless: the very pixels of the PNGs
+    assert summary["train"] + summary["val"] == len(data["images"])
+
+
+def _synthetic_config():
+    from fer_keras.train import build_parser, data_config
+
+    return data_config(build_parser().parse_args(PACK_ARGS))
+
+
 def test_a_file_that_is_not_a_pack_is_named(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not numpy")
     with pytest.raises(PortableError, match="x.npz is not a packed face file"):
