@@ -331,18 +331,25 @@ def _val_accuracy(row: dict) -> float:
 
 
 def _initial_model(source: str, num_classes: int):
-    """(model, architecture) of a shipped model name or a portable manifest (``.json``) to start from."""
+    """(model, architecture) starting from a shipped model name or a portable manifest (``.json``).
+    With another class count (six-class FER2013 weights for seven-class FER+) every layer but a
+    fresh ``logits`` head is copied."""
     from fer_keras import pretrained
+    from fer_keras.models import build_model, transfer_weights
 
     if source.endswith(".json"):
-        model = model_from_manifest(source)
+        donor = model_from_manifest(source)
         architecture = json.loads(Path(source).read_text())["architecture"]
     else:
-        model = pretrained.load(source)
+        donor = pretrained.load(source)
         architecture = {"channels": 1, "width": 1.0, "options": {}, **pretrained.info(source)["architecture"]}
-    theirs = model.output["logits"].shape[-1]
-    if theirs != num_classes:
-        raise PortableError(f"--init-from {source} has {theirs} classes, the packed data {num_classes}")
+    if donor.output["logits"].shape[-1] == num_classes:
+        return donor, architecture
+    model = build_model(architecture["model"], num_classes=num_classes, input_size=architecture["image_size"],
+                        channels=architecture["channels"], width=architecture["width"], **architecture["options"])
+    kept = transfer_weights(donor, model, f"--init-from {source}")
+    print(f"--init-from {source}: {donor.output['logits'].shape[-1]} classes there, {num_classes} here; "
+          f"freshly initialised: {', '.join(kept)}", flush=True)
     return model, architecture
 
 

@@ -26,7 +26,7 @@ from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
 from fer_keras.loading import as_float32, load_classifier
-from fer_keras.models import build_model
+from fer_keras.models import build_model, transfer_weights
 from fer_keras.optim import make_optimizer
 from fer_keras.plots import plot_confusion_matrix, plot_training_curves
 
@@ -174,19 +174,9 @@ def _initialise_from(model: keras.Model, source: str) -> None:
     donor = load_classifier(source)
     if not isinstance(donor, keras.Model):
         raise ValueError(f"--init-from {source}: needs a .keras model or a shipped model name, not a SavedModel")
-    theirs = {layer.name: layer for layer in donor.layers if layer.weights}
-    copied, kept = [], []
-    for layer in (layer for layer in model.layers if layer.weights):
-        other = theirs.get(layer.name)
-        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
-            layer.set_weights(other.get_weights())
-            copied.append(layer.name)
-        else:
-            kept.append(layer.name)
-    if set(kept) - {"logits"}:
-        raise ValueError(f"--init-from {source}: its weights do not fit this architecture (no match for "
-                         f"{', '.join(kept)}; same model, width and options needed)")
-    print(f"initialised {len(copied)} layers from {source}" + (f"; freshly initialised: {', '.join(kept)}" if kept else ""))
+    kept = transfer_weights(donor, model, f"--init-from {source}")
+    copied = sum(1 for layer in model.layers if layer.weights) - len(kept)
+    print(f"initialised {copied} layers from {source}" + (f"; freshly initialised: {', '.join(kept)}" if kept else ""))
 
 
 def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: LoadedData) -> TrainResult:

@@ -222,3 +222,21 @@ print("rc", rc, "tensorflow" in sys.modules)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("rc 0 False")
     assert json.loads((tmp_path / "run.json").read_text())["backend"] == "jax"
+
+
+@pytest.mark.slow
+def test_a_six_class_start_gets_a_fresh_head_for_seven_classes(packed, tmp_path, capsys):
+    six = tmp_path / "six"
+    assert portable.main(["train", str(packed), "--out", str(six), "--name", "six", "--width", "0.0625",
+                          "--epochs", "1", "--batch-size", "16"]) == 0
+    seven_pack = tmp_path / "seven.npz"
+    assert portable.main(["pack", *PACK_ARGS, "--classes", "seven", "--out", str(seven_pack)]) == 0
+    seven = tmp_path / "seven"
+    # learning rate 0: the copied weights must come back unchanged
+    assert portable.main(["train", str(seven_pack), "--out", str(seven), "--name", "seven", "--init-from",
+                          str(six / "six.json"), "--epochs", "1", "--batch-size", "16", "--lr", "0"]) == 0
+    assert "6 classes there, 7 here; freshly initialised: logits" in capsys.readouterr().out
+    donor, model = model_from_manifest(six / "six.json"), model_from_manifest(seven / "seven.json")
+    assert model.output["logits"].shape[-1] == 7
+    for name in ("block1_conv", "last_conv", "dense1"):
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], donor.get_layer(name).get_weights()[0])

@@ -38,6 +38,33 @@ def build_model(name: str, **kwargs) -> keras.Model:
     return builder(**kwargs)
 
 
+def transfer_weights(donor: keras.Model, model: keras.Model, source: str = "the donor") -> list[str]:
+    """Copies ``donor``'s weights into ``model`` layer by layer, matched by name.
+
+    A layer whose weights have other shapes keeps its own (the ``logits`` layer
+    when the class view changes, six to seven classes); if that is the case
+    for more than the head, the models are not the same architecture.
+
+    Returns:
+        the names of the layers that kept their own weights.
+
+    Raises:
+        ValueError: layers other than ``logits`` do not match.
+    """
+    theirs = {layer.name: layer for layer in donor.layers if layer.weights}
+    kept = []
+    for layer in (layer for layer in model.layers if layer.weights):
+        other = theirs.get(layer.name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+        else:
+            kept.append(layer.name)
+    if set(kept) - {"logits"}:
+        raise ValueError(f"{source}: its weights do not fit this architecture (no match for "
+                         f"{', '.join(kept)}; same model, width and options needed)")
+    return kept
+
+
 def trainable_parameters(model: keras.Model) -> int:
     return int(sum(int(w.numpy().size) for w in model.trainable_weights))
 
@@ -46,4 +73,5 @@ def non_trainable_parameters(model: keras.Model) -> int:
     return int(sum(int(w.numpy().size) for w in model.non_trainable_weights))
 
 
-__all__ = ["MODELS", "FacePreprocessing", "build_model", "conv_net", "trainable_parameters", "non_trainable_parameters"]
+__all__ = ["MODELS", "FacePreprocessing", "build_model", "conv_net", "trainable_parameters", "non_trainable_parameters",
+           "transfer_weights"]
