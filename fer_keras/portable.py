@@ -26,7 +26,10 @@ schedule: linear warm-up, then cosine decay to zero over a number of epochs
 fixed after timing the second epoch, so that the run ends before
 ``--deadline`` seconds. The checkpoint is chosen on validation accuracy; its
 weights are written in float16 parts of at most 15 MB beside a JSON file with
-the recipe and the per-epoch history.
+the recipe and the per-epoch history, again every 30 seconds while it
+improves, so a run killed at its machine's time limit still leaves its best
+weights. It does not resume an optimizer state: to go on from a killed run,
+start a new one with ``--init-from OUT/NAME.json``.
 """
 
 from __future__ import annotations
