@@ -21,6 +21,7 @@ from fer_keras.data.faces import FaceSet
 
 __all__ = ["AUGMENTATIONS", "MIXES", "augmentation", "class_weights", "make_dataset", "mixer"]
 
+
 def _beta(n, alpha: float) -> tf.Tensor:
     """``n`` draws from Beta(alpha, alpha)."""
     a = tf.random.gamma([n], alpha)
