@@ -199,6 +199,10 @@ def _measure_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# What pack reads from a portable training manifest.
+MANIFEST_KEYS = ("architecture", "recipe", "data", "epochs_done", "best_epoch", "val_accuracy", "backend")
+
+
 def _pack_command(args: argparse.Namespace) -> int:
     from fer_keras.loading import infer_taxonomy, load_classifier
 
@@ -219,6 +223,10 @@ def _pack_command(args: argparse.Namespace) -> int:
                         "channels": 1, "options": config.get("model_options", {})}
     elif args.manifest:
         manifest = json.loads(Path(args.manifest).read_text())
+        missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+        if missing:
+            raise PretrainedError(f"--manifest {args.manifest}: not a fer_keras.portable manifest "
+                                  f"(no {', '.join(missing)})")
         architecture = manifest["architecture"]
         extra["recipe"] = {"trainer": "fer_keras.portable", **manifest["recipe"], "data": manifest["data"]}
         extra.update(epochs_done=manifest["epochs_done"], selected_epoch=manifest["best_epoch"],

@@ -147,6 +147,14 @@ def test_train_then_unpack_round_trip(packed, tmp_path, monkeypatch, capsys):
     assert meta["architecture"] == manifest["architecture"]
     loaded = pretrained.load("tiny", shipped).predict(data["images"][val], verbose=0)["probabilities"]
     assert np.abs(loaded - probs).max() < 1e-6
+    # a JSON that is not a training manifest: one clear error naming what it lacks, nothing written
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"architecture": manifest["architecture"]}))
+    assert pretrained.main(["pack", str(tmp_path / "tiny.keras"), "--name", "other", "--manifest", str(wrong),
+                            "--out", str(shipped)]) == 2
+    err = capsys.readouterr().err
+    assert "not a fer_keras.portable manifest" in err and "best_epoch" in err and "Traceback" not in err
+    assert pretrained.available(shipped) == ["tiny"]
 
     part = out / manifest["parts"][0]["file"]
     part.write_bytes(part.read_bytes()[:-10])
