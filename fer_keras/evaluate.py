@@ -2,12 +2,15 @@
 
 The report is in the model's own class view. Asking for a wider view
 (``--classes seven`` for a six-class model) adds where the faces of the
-classes the model lacks (neutral) come out.
+classes the model lacks (neutral) come out. Several models evaluate as one
+ensemble: the mean of their probabilities (with ``--flip-tta``, of each
+model's flip-averaged probabilities).
 
 Example::
 
     python -m fer_keras.evaluate --model runs/gimefive/best.keras --data fer2013=../shared/data/fer2013
     python -m fer_keras.evaluate --model gimefive-fer2013 --data fer2013=../shared/data/fer2013 --classes seven
+    python -m fer_keras.evaluate --model a.keras b.keras --data ferplus=../shared/data/ferplus --classes seven
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from fer_keras.train import add_data_arguments, data_config
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a .keras file or a SavedModel folder (version folder or model folder)")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="a .keras file, a SavedModel folder (version folder or model folder) or a shipped model name; "
+                        "several: evaluate their ensemble (the mean of their probabilities)")
     add_data_arguments(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate. Default: %(default)s")
     p.add_argument("--exclude-leaked", action="store_true",
@@ -41,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from fer_keras.data.integrity import leaked_mask
     from fer_keras.data.sources import load_data
     from fer_keras.evaluation import evaluate_faces, unseen_class_report
-    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
+    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifiers
     from fer_keras.plots import plot_confusion_matrix
 
     try:
-        model = load_classifier(args.model)
+        model = load_classifiers(args.model)
         taxonomy = infer_taxonomy(model)
         requested = args.classes
         if taxonomy.name != requested:
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report.update(model=str(args.model), split=args.split, excluded_leaked=args.exclude_leaked)
+    report.update(model=args.model[0] if len(args.model) == 1 else list(args.model), split=args.split, excluded_leaked=args.exclude_leaked)
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():
         print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")

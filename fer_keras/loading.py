@@ -91,6 +91,36 @@ def load_classifier(path: str | Path):
     raise ModelLoadError(f"{p} is neither a .keras file, a SavedModel folder nor a shipped model name ({shipped})")
 
 
+class EnsembleClassifier:
+    """Several classifiers of one class view behind one ``predict``: the mean of their probabilities."""
+
+    def __init__(self, members: list, names: list[str]):
+        if len(members) < 2:
+            raise ModelLoadError("an ensemble needs at least two models")
+        views = [infer_taxonomy(m) for m in members]
+        if len({v.name for v in views}) > 1:
+            described = ", ".join(f"{n} ({v.name} classes)" for n, v in zip(names, views))
+            raise ModelLoadError(f"the ensemble's models have different class views: {described}")
+        shapes = {tuple(m.input_shape[1:3]) for m in members}
+        if len(shapes) > 1:
+            raise ModelLoadError(f"the ensemble's models take different face sizes: {sorted(shapes)}")
+        self.members, self.names = members, list(names)
+        self.class_names = list(views[0].classes)
+        self.input_shape = members[0].input_shape
+
+    def predict(self, images: np.ndarray, batch_size: int = 128, verbose: int = 0) -> dict[str, np.ndarray]:
+        probs = [np.asarray(m.predict(images, batch_size=batch_size, verbose=0)["probabilities"], np.float64)
+                 for m in self.members]
+        return {"probabilities": np.mean(probs, axis=0).astype(np.float32)}
+
+
+def load_classifiers(paths: list[str | Path]):
+    """One model (:func:`load_classifier`) or, for several, their :class:`EnsembleClassifier`."""
+    if len(paths) == 1:
+        return load_classifier(paths[0])
+    return EnsembleClassifier([load_classifier(p) for p in paths], [str(p) for p in paths])
+
+
 def infer_taxonomy(model, override: str | None = None) -> Taxonomy:
     """The class view of a model: named, read from a SavedModel's labels, or guessed from its output size."""
     if override:

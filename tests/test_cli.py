@@ -62,3 +62,38 @@ def test_evaluate_cli_on_a_trained_model(tmp_path, capsys):
     assert "neutral faces (not a class of the model, n=1): predicted as" in capsys.readouterr().out
     assert evaluate.main(["--model", str(tmp_path / "nope.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_several_models_as_one_ensemble(tmp_path, capsys):
+    from fer_keras.data.faces import load_faces
+    from fer_keras.data.synthetic import synthetic_records
+    from fer_keras.data.taxonomy import SIX
+    from fer_keras.evaluation import classification_report, predict_probabilities
+    from fer_keras.loading import load_classifier
+    from fer_keras.models import build_model
+
+    import keras
+
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        build_model("gimefive", width=1 / 16, input_size=32).save(tmp_path / f"m{seed}.keras")
+        paths.append(str(tmp_path / f"m{seed}.keras"))
+    assert evaluate.main(["--model", *paths, "--image-size", "32", "--synthetic-per-class", "20", "--split", "val",
+                          "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["model"] == paths
+    # the same faces the command read: the val split of synthetic data, 20 per class, seed 0
+    from fer_keras.data.sources import DataConfig, load_data
+
+    faces = load_data(DataConfig(image_size=32, synthetic_per_class=20)).splits["val"]
+    members = [predict_probabilities(load_classifier(p), faces.images) for p in paths]
+    mean = (members[0] + members[1]) / 2
+    expected = classification_report(faces.labels, mean.argmax(1), SIX.classes)
+    assert report["n"] == len(faces) and report["confusion_matrix"] == expected["confusion_matrix"]
+    assert members[0].argmax(1).tolist() != members[1].argmax(1).tolist()  # two different models were averaged
+    # models of different class views cannot be averaged: one clear error naming both
+    build_model("gimefive", width=1 / 16, input_size=32, num_classes=7).save(tmp_path / "seven.keras")
+    assert evaluate.main(["--model", paths[0], str(tmp_path / "seven.keras"), "--image-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "different class views" in err and "seven.keras (seven classes)" in err and "Traceback" not in err
