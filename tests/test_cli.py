@@ -92,6 +92,14 @@ def test_evaluate_several_models_as_one_ensemble(tmp_path, capsys):
     expected = classification_report(faces.labels, mean.argmax(1), SIX.classes)
     assert report["n"] == len(faces) and report["confusion_matrix"] == expected["confusion_matrix"]
     assert members[0].argmax(1).tolist() != members[1].argmax(1).tolist()  # two different models were averaged
+    from fer_keras.loading import load_classifiers
+
+    ensemble = load_classifiers(paths)
+    assert np.allclose(ensemble.predict(faces.images.astype(np.float32))["probabilities"], mean, atol=1e-5)
+    # models taking different face sizes cannot be averaged either
+    build_model("gimefive", width=1 / 16, input_size=48).save(tmp_path / "m48.keras")
+    assert evaluate.main(["--model", paths[0], str(tmp_path / "m48.keras"), "--image-size", "32"]) == 2
+    assert "different face sizes" in capsys.readouterr().err
     # models of different class views cannot be averaged: one clear error naming both
     build_model("gimefive", width=1 / 16, input_size=32, num_classes=7).save(tmp_path / "seven.keras")
     assert evaluate.main(["--model", paths[0], str(tmp_path / "seven.keras"), "--image-size", "32"]) == 2
