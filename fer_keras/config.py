@@ -62,6 +62,8 @@ class TrainConfig:
             model name (same architecture; only the ``logits`` layer may differ,
             e.g. six classes to seven) instead of a random initialisation. Its
             training faces must not include this run's validation or test faces.
+        shifted_validation: validate (choose checkpoints, decide flip TTA) on the
+            validation faces plus a copy of them under the robustness shift suite.
     """
 
     model: str = "gimefive"
@@ -91,6 +93,7 @@ class TrainConfig:
     init_from: str = ""
     precision: str = "float32"
     flip_tta: str = "auto"
+    shifted_validation: bool = False
 
     def __post_init__(self):
         checks = {

@@ -11,6 +11,7 @@ Example::
     python -m fer_keras.evaluate --model runs/gimefive/best.keras --data fer2013=../shared/data/fer2013
     python -m fer_keras.evaluate --model gimefive-fer2013 --data fer2013=../shared/data/fer2013 --classes seven
     python -m fer_keras.evaluate --model a.keras b.keras --data ferplus=../shared/data/ferplus --classes seven
+    python -m fer_keras.evaluate --model gimefive-fer2013 --data ckplus=data/CK+ --split all   # a source in full
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .keras file, a SavedModel folder (version folder or model folder) or a shipped model name; "
                         "several: evaluate their ensemble (the mean of their probabilities)")
     add_data_arguments(p)
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate. Default: %(default)s")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="split to evaluate; all: every image of the source(s), for a cross-dataset test of a source "
+                        "the model never saw. Default: %(default)s")
     p.add_argument("--exclude-leaked", action="store_true",
                    help="evaluate only faces that do not also appear in the training data")
     p.add_argument("--flip-tta", action="store_true", help="average predictions with the mirrored faces")
@@ -56,18 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         if taxonomy.name != requested:
             print(f"note: the model has the {taxonomy.name}-class view; evaluating that view", file=sys.stderr)
         args.classes = taxonomy.name
-        data = load_data(data_config(args, args.seed))
-        if args.split not in data.splits:
+        data = load_data(data_config(args, args.seed), require_train=args.split != "train")
+        if args.split == "all":
+            faces, others = data.all_faces(), []
+        elif args.split not in data.splits:
             raise DatasetError(f"the data has no {args.split} split (it has {', '.join(data.splits)})")
-        faces = data.splits[args.split]
-        others = [data.splits[s] for s in ("train", "val") if s in data.splits and s != args.split]
+        else:
+            faces = data.splits[args.split]
+            others = [data.splits[s] for s in ("train", "val") if s in data.splits and s != args.split]
         leaked = leaked_mask(faces, *others) if others else None
         if args.exclude_leaked and leaked is not None:
             faces, leaked = faces.select(~leaked), None
         report = evaluate_faces(model, faces, leaked=leaked, batch_size=args.batch_size, flip_tta=args.flip_tta)
         if requested != taxonomy.name:
             args.classes = requested
-            wide = load_data(data_config(args, args.seed)).splits.get(args.split)
+            wide_data = load_data(data_config(args, args.seed), require_train=False)
+            wide = wide_data.all_faces() if args.split == "all" else wide_data.splits.get(args.split)
             if wide is not None and set(wide.taxonomy.classes) - set(taxonomy.classes):
                 report["unseen_classes"] = unseen_class_report(model, wide, taxonomy.classes, batch_size=args.batch_size,
                                                                flip_tta=args.flip_tta)

@@ -257,7 +257,11 @@ def train_packed(args: argparse.Namespace) -> dict:
           f"{packed['digests_differing']} decoded differently here, {packed['undecodable']} undecodable "
           f"({time.monotonic() - START:.0f} s)", flush=True)
 
-    augment = augmentation(tuple(args.augment.split(",")) if args.augment else (), args.augment_strength, args.seed)
+    names = tuple(args.augment.split(",")) if args.augment else ()
+    if "robust" in names:
+        raise PortableError("--augment robust runs in NumPy/OpenCV inside the tf.data pipeline: train it with "
+                            "python -m fer_keras.train (this trainer's augmentations are Keras layers only)")
+    augment = augmentation(names, args.augment_strength, args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_dtype_policy(args.precision)
     architecture = {"model": args.model, "width": args.width, "image_size": size, "channels": 1, "options": {}}

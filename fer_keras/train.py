@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--flip-tta", choices=FLIP_TTA, default=D.flip_tta,
                    help="average each face's prediction with its mirror image at test time and in the export; "
                         "auto: only if that raises validation accuracy. Default: %(default)s")
+    t.add_argument("--shifted-validation", action="store_true",
+                   help="choose checkpoints on the validation faces plus a copy under the robustness shifts "
+                        "(framing, tilt, light, blur, JPEG, occluders; fer_keras.data.shifts)")
     t.add_argument("--init-from", default="", metavar="MODEL",
                    help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
                         "layer may differ: six to seven classes); it must not have trained on this run's val/test faces")
@@ -117,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or args.model, steps_per_epoch=args.steps_per_epoch,
         init_from=args.init_from, precision=args.precision, flip_tta=args.flip_tta,
+        shifted_validation=args.shifted_validation,
     )
     if args.hparams:
         config = apply_hparams(config, args.hparams)

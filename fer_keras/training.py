@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fer_keras.checkpointing import RunCheckpoint, RunState, atomic_write_text, load_state
 from fer_keras.config import TrainConfig
 from fer_keras.data.integrity import leaked_mask
-from fer_keras.data.pipeline import augmentation, class_weights, make_dataset, mixer
+from fer_keras.data.pipeline import augmentation, class_weights, make_dataset, mixer, robust_strength
+from fer_keras.data.shifts import mixed_shifts
+from fer_keras.data.faces import FaceSet
 from fer_keras.data.sources import DataConfig, LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
@@ -128,7 +131,11 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
     train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
                             augment=augmentation(config.augment, config.augment_strength, config.seed),
                             mix=mixer(config.augment, config.augment_strength),
-                            weights=weights, seed=config.seed)
+                            weights=weights, seed=config.seed,
+                            robust=robust_strength(config.augment, config.augment_strength))
+    if config.shifted_validation:
+        data.splits["val"] = with_shifted_copy(data.splits["val"], config.seed)
+        print(f"validating on {len(data.splits['val'])} faces: the validation faces and a copy under the shift suite")
     val_ds = make_dataset(data.splits["val"], config.batch_size, soft_labels=False)
     steps = math.ceil(len(train_faces) / config.batch_size)
     if config.steps_per_epoch:
@@ -161,6 +168,16 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
             callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
         )
     return finish_run(config, run_dir, state, data)
+
+
+def with_shifted_copy(faces: FaceSet, seed: int) -> FaceSet:
+    """``faces`` followed by a copy of them, each under one shift of the suite at one
+    severity (``fer_keras.data.shifts.mixed_shifts``, seeded): checkpoints chosen on
+    this favour models that hold up on detector crops and cameras, not only on clean crops."""
+    shifted = faces.select(np.arange(len(faces)))
+    shifted.images, _ = mixed_shifts(faces.images, seed)
+    shifted.subsets = np.array(["shifted"] * len(faces), dtype=object)
+    return FaceSet.concatenate([faces, shifted])
 
 
 def _initialise_from(model: keras.Model, source: str) -> None:

@@ -105,3 +105,20 @@ def test_evaluate_several_models_as_one_ensemble(tmp_path, capsys):
     assert evaluate.main(["--model", paths[0], str(tmp_path / "seven.keras"), "--image-size", "32"]) == 2
     err = capsys.readouterr().err
     assert "different class views" in err and "seven.keras (seven classes)" in err and "Traceback" not in err
+
+
+def test_evaluate_split_all_uses_every_image_of_a_source_without_splits(tmp_path, capsys, image_writer):
+    from fer_keras.models import build_model
+
+    build_model("gimefive", width=1 / 16, input_size=32).save(tmp_path / "m.keras")
+    for emotion, n in (("happy", 4), ("angry", 3), ("fear", 2), ("neutral", 2)):
+        for i in range(n):
+            image_writer(tmp_path / "posed" / emotion / f"{i}.png", seed=i)
+    code = evaluate.main(["--model", str(tmp_path / "m.keras"), "--image-size", "32", "--data",
+                          f"folders={tmp_path / 'posed'}", "--split", "all", "--out", str(tmp_path / "ev")])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["n"] == 9 and report["split"] == "all"  # every happy, angry and fear image; neutral is not six-class
+    assert {c: v["support"] for c, v in report["per_class"].items() if v["support"]} == {"happiness": 4, "anger": 3, "fear": 2}
+    assert "recall" in out and "precision" in out

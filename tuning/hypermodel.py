@@ -18,7 +18,7 @@ import keras_tuner as kt
 
 from fer_keras.config import TrainConfig
 from fer_keras.data.faces import FaceSet
-from fer_keras.data.pipeline import augmentation, make_dataset, mixer
+from fer_keras.data.pipeline import augmentation, make_dataset, mixer, robust_strength
 
 FAMILIES = ("gimefive", "resnet")
 
@@ -97,6 +97,7 @@ class FERHyperModel(kt.HyperModel):
         config = self._config(hp)
         augment = augmentation(config.augment, config.augment_strength, config.seed) if config.augment_strength else None
         train = make_dataset(self.train, config.batch_size, training=True, augment=augment,
-                             mix=mixer(config.augment, config.augment_strength), seed=config.seed)
+                             mix=mixer(config.augment, config.augment_strength), seed=config.seed,
+                             robust=robust_strength(config.augment, config.augment_strength))
         val = make_dataset(self.val, config.batch_size)
         return model.fit(train, validation_data=val, **kwargs)

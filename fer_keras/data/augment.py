@@ -10,7 +10,9 @@ from __future__ import annotations
 import keras
 
 MIXES = ("mixup", "cutmix")
-AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "erase") + MIXES
+# Applied per face in NumPy/OpenCV by the tf.data pipeline (fer_keras.data.shifts.robust_augment), not a layer.
+NUMPY_AUGMENTATIONS = ("robust",)
+AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "erase") + MIXES + NUMPY_AUGMENTATIONS
 MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) at strength 1, the values of the two papers
 
 
@@ -19,10 +21,11 @@ def augmentation(names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed
 
     At strength 1: rotation +-10 degrees, zoom and shift 10 %, contrast and
     brightness 20 %, erasing of 2-20 % of the face. Mixing names (``MIXES``)
-    are left to :func:`mixer`. Returns None when no per-face name is given.
+    are left to :func:`mixer`, ``robust`` to the tf.data pipeline. Returns None
+    when no per-face layer name is given.
     """
     check_names(names)
-    names = tuple(n for n in names if n not in MIXES)
+    names = tuple(n for n in names if n not in MIXES + NUMPY_AUGMENTATIONS)
     if not names:
         return None
     s = float(strength)

@@ -4,6 +4,10 @@ Order (as keras-io does it): slices -> cache -> shuffle (train only) ->
 batch -> augment, then mix (train only) -> prefetch. Targets are given for
 both model outputs: the loss reads ``logits``, the accuracy ``probabilities``.
 
+The ``robust`` augmentation (random framing, tilt, light, camera faults and
+occluders: ``fer_keras.data.shifts.robust_augment``) runs in NumPy/OpenCV
+before the Keras layers.
+
 Two augmentations act on pairs of faces rather than one: ``mixup`` blends a
 face with another of the batch and their targets by the same weight, and
 ``cutmix`` pastes a rectangle of another face and weights the targets by the
@@ -18,8 +22,15 @@ import tensorflow as tf
 
 from fer_keras.data.augment import AUGMENTATIONS, MIX_ALPHA, MIXES, augmentation, check_names
 from fer_keras.data.faces import FaceSet
+from fer_keras.data.shifts import robust_augment
 
-__all__ = ["AUGMENTATIONS", "MIXES", "augmentation", "class_weights", "make_dataset", "mixer"]
+__all__ = ["AUGMENTATIONS", "MIXES", "augmentation", "class_weights", "make_dataset", "mixer", "robust_strength"]
+
+
+def robust_strength(names: tuple[str, ...], strength: float = 1.0) -> float:
+    """The strength ``make_dataset(robust=...)`` takes for augmentation ``names``: 0 unless ``robust`` is named."""
+    check_names(names)
+    return float(strength) if "robust" in names else 0.0
 
 
 def _beta(n, alpha: float) -> tf.Tensor:
@@ -103,6 +114,7 @@ def make_dataset(
     mix=None,
     weights: np.ndarray | None = None,
     seed: int = 0,
+    robust: float = 0.0,
 ) -> tf.data.Dataset:
     """A dataset of ``(faces float32 [B,H,W,1] in 0..255, {"logits": y, "probabilities": y}[, w])``.
 
@@ -114,7 +126,9 @@ def make_dataset(
         augment: augmentation model applied to training batches.
         mix: pair-mixing step applied to training batches after ``augment`` (see :func:`mixer`).
         weights: per-class sample weights (see :func:`class_weights`).
-        seed: shuffle seed.
+        seed: shuffle seed (and of the robust augmentation).
+        robust: strength of the robust augmentation applied to training batches
+            before ``augment`` (0: off).
     """
     targets = faces.soft if soft_labels else np.eye(faces.taxonomy.num_classes, dtype=np.float32)[faces.labels]
     tensors = [faces.images, targets]
@@ -124,9 +138,16 @@ def make_dataset(
     if training:
         ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    rng = np.random.default_rng(seed + 7919)
+
+    def robust_batch(x):
+        return robust_augment(x, rng, robust)
 
     def to_model(x, y, *w):
         x = tf.cast(x, tf.float32)
+        if training and robust > 0:
+            shape = tf.shape(x)
+            x = tf.reshape(tf.numpy_function(robust_batch, [x], tf.float32, stateful=True), shape)
         if training and augment is not None:
             x = augment(x, training=True)
         if training and mix is not None:

@@ -149,6 +149,10 @@ class LoadedData:
             lines.append(" ".join(f"{str(row[h]):>10}" for h in header))
         return "\n".join(lines)
 
+    def all_faces(self) -> FaceSet:
+        """Every face of every split, as one set (a cross-dataset test uses a source in full)."""
+        return FaceSet.concatenate([self.splits[s] for s in SPLITS if s in self.splits])
+
     def save_table(self, path: Path) -> None:
         header = ["source", "split", *self.taxonomy.classes, "total"]
         with open(path, "w", newline="") as fh:
@@ -157,11 +161,17 @@ class LoadedData:
             writer.writerows(self.table)
 
 
-def load_data(config: DataConfig, *, progress: bool = True) -> LoadedData:
+def load_data(config: DataConfig, *, progress: bool = True, require_train: bool = True) -> LoadedData:
     """Reads, splits, decodes and checks every source of ``config``.
 
+    Args:
+        config: the sources and how to split them.
+        progress: show decoding progress bars.
+        require_train: a source with no training faces is an error (training
+            needs them; evaluating a source in full does not).
+
     Raises:
-        DatasetError: a source is missing, malformed, or yields no training faces.
+        DatasetError: a source is missing, malformed, or yields no (training) faces.
     """
     taxonomy = get_taxonomy(config.classes)
     integrity = IntegrityReport()
@@ -188,7 +198,9 @@ def load_data(config: DataConfig, *, progress: bool = True) -> LoadedData:
                 parts[split].append(faces)
                 table.append({"source": name, "split": split, **faces.class_counts(), "total": len(faces)})
     splits = {s: FaceSet.concatenate(parts[s]) for s in SPLITS if parts[s]}
-    if "train" not in splits:
+    if not splits:
+        raise DatasetError(f"no faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view")
+    if require_train and "train" not in splits:
         raise DatasetError(f"no training faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view")
     for split in SPLITS:
         if split in splits:

@@ -1,0 +1,129 @@
+"""python -m fer_keras.robustness: the report's arithmetic, detector crops, the command, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_keras import robustness
+from fer_keras.data.faces import load_faces
+from fer_keras.data.synthetic import synthetic_records
+from fer_keras.data.taxonomy import SIX
+
+
+class ExactMatch:
+    """A stand-in classifier: the right class for a face it has seen unchanged, class 0 for anything else."""
+
+    def __init__(self, faces):
+        self.known = {f.tobytes(): label for f, label in zip(faces.images, faces.labels)}
+
+    def predict(self, images, batch_size=128, verbose=0):
+        probs = np.zeros((len(images), 6), np.float32)
+        for i, face in enumerate(images.astype(np.uint8)):
+            probs[i, self.known.get(face.tobytes(), 0)] = 1
+        return {"probabilities": probs}
+
+
+@pytest.fixture
+def faces():
+    return load_faces(synthetic_records(5, SIX, 64, 0), SIX, 64, progress=False)[0]
+
+
+def test_report_compares_each_shift_with_clean_accuracy(faces):
+    model = robustness.Scored("exact", ExactMatch(faces), flip_tta=False)
+    report = robustness.run_report([model], faces, ["blur", "loose"], [1, 5], log=lambda _: None)
+    entry = report["models"]["exact"]
+    assert entry["clean"] == 1.0
+    share_class0 = float((faces.labels == 0).mean())  # every shifted face comes out as class 0
+    for name in ("blur", "loose"):
+        assert entry["shifts"][name]["accuracy"] == pytest.approx([share_class0, share_class0])
+    assert entry["suite_mean"] == pytest.approx(share_class0)
+    assert report["shifts"]["loose"]["levels"] == [0.9, 0.5]
+    table = robustness.format_table(report)
+    assert "clean accuracy 1.0000" in table and "loose" in table
+
+
+def test_detector_crops_of_a_real_face_pasted_into_scenes():
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+
+    from fer_keras.detection import make_detector
+
+    rgb = skimage_data.astronaut()
+    face = cv2.cvtColor(rgb[58:168, 168:278], cv2.COLOR_RGB2GRAY)  # the astronaut's face (Haar: 98 px at 174, 64)
+    images = np.stack([cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)] * 3)[..., None]
+    found, crops = robustness.detector_crops(images, make_detector("haar"), 200, 64, seed=0)
+    assert sorted(found.tolist()) == [0, 1, 2] and crops.shape == (3, 64, 64, 1)
+    # The crop is the face again, framed as the video client frames it.
+    corr = np.corrcoef(crops[0].ravel().astype(float), images[0].ravel().astype(float))[0, 1]
+    assert corr > 0.6
+    frames = robustness.scene_frames(images, 60, seed=0)
+    assert len(frames) == 1 and frames[0][0].shape == (480, 640, 3)  # small faces share one frame
+
+
+def test_detector_gap_is_clean_on_found_faces_minus_crop_accuracy():
+    entry = {"clean": 0.9, "shifts": {"detector-haar": {"accuracy": [0.6, None], "clean_same_faces": [0.8, None]},
+                                      "blur": {"accuracy": [0.7, 0.5]}}}
+    robustness.summarise(entry)
+    assert entry["shifts"]["detector-haar"]["gap"] == pytest.approx(0.2)
+    assert entry["shift_means"] == {"detector-haar": pytest.approx(0.6), "blur": pytest.approx(0.6)}
+    assert entry["suite_mean"] == pytest.approx(0.6)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from fer_keras.models import build_model
+
+    path = tmp_path_factory.mktemp("m") / "m.keras"
+    build_model("gimefive", width=1 / 16, input_size=32).save(path)
+    return str(path)
+
+
+def test_command_writes_table_json_and_figure(tmp_path, capsys, tiny_model):
+    import shutil
+
+    other = shutil.copy(tiny_model, tmp_path / "other.keras")
+    code = robustness.main(["--model", tiny_model, str(other), "--image-size", "32", "--synthetic-per-class", "10",
+                            "--shifts", "blur,rotation", "--severities", "2,4", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((tmp_path / "r" / "robustness.json").read_text())
+    assert report["n"] == 6 and report["severities"] == [2, 4]  # the synthetic test split: one face per class
+    assert set(report["models"]) == {tiny_model, str(other)}
+    assert set(report["shifts"]) == {"blur", "rotation"}
+    assert len(report["models"][tiny_model]["shifts"]["blur"]["accuracy"]) == 2
+    assert (tmp_path / "r" / "robustness.png").stat().st_size > 1000
+    assert "mean over the shift suite" in out and "rotation" in out
+
+
+def test_cross_source_is_evaluated_in_full(tmp_path, capsys, tiny_model, image_writer):
+    for emotion, n in (("happy", 3), ("angry", 2), ("neutral", 2)):
+        for i in range(n):
+            image_writer(tmp_path / "posed" / emotion / f"{i}.png", seed=i)
+    code = robustness.main(["--model", tiny_model, "--image-size", "32", "--synthetic-per-class", "5",
+                            "--shifts", "jpeg", "--severities", "1", "--cross", f"folders={tmp_path / 'posed'}",
+                            "--out", str(tmp_path / "r")])
+    assert code == 0, capsys.readouterr().err
+    cross = json.loads((tmp_path / "r" / "robustness.json").read_text())["models"][tiny_model]["cross"]["folders"]
+    assert cross["n"] == 5  # every happy and angry image; neutral is outside the six-class view
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--shifts", "blur,twirl"], "unknown shift(s) ['twirl']"),
+    (["--severities", "0,3"], "each severity must be 1 to 5"),
+    (["--severities", "x"], "expected integers"),
+    (["--classes", "seven"], "the model(s) have the six-class view"),
+    (["--data", "folders=EMPTY"], "no labelled images"),
+    (["--data", "folders=NEUTRAL"], "no faces in folders="),
+    (["--model", "TINY", "TINY"], "more than once"),
+])
+def test_bad_input_is_one_clear_error(tmp_path, capsys, tiny_model, image_writer, argv, message):
+    (tmp_path / "empty" / "happy").mkdir(parents=True)
+    image_writer(tmp_path / "neutral" / "neutral" / "0.png")  # no face of the model's six classes
+    argv = [a.replace("EMPTY", str(tmp_path / "empty")).replace("NEUTRAL", str(tmp_path / "neutral")) for a in argv]
+    argv = [tiny_model if a == "TINY" else a for a in argv]
+    if "--model" not in argv:
+        argv = ["--model", tiny_model, *argv]
+    code = robustness.main(["--image-size", "32", "--synthetic-per-class", "5", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
