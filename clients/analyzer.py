@@ -1,7 +1,9 @@
 """The video / camera emotion analyzer: detect, track, classify, explain, annotate, write.
 
-Stages run concurrently: a reader thread decodes frames into a bounded queue;
-the main thread detects faces every k frames (tracking boxes in between),
+Stages run concurrently: a reader thread decodes frames into a bounded queue
+and marks shot cuts (``clients.cuts``); the main thread detects faces every k
+frames and on the first frame of every shot (tracking boxes in between, every
+track ending at a cut),
 crops every tracked face of a group of frames and sends them as one Predict
 call, keeping several calls in flight; results come back in order, are
 smoothed per track, get Grad-CAM heatmaps refreshed every few frames, are
@@ -24,12 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from clients.client import EmotionClient
+from clients.cuts import ShotCutDetector
 from clients.sources import FrameSource, VideoSink
-from clients.tracking import IoUTracker, Track
+from clients.tracking import IoUTracker, Track, appearance
 from fer_keras.detection import FER_MARGIN, Detector, Face, crop_face, crop_region, make_detector
 from fer_keras.explain.overlay import annotate_face
 
-STAGES = ("decode", "detect", "crop", "classify", "explain", "annotate", "encode")
+STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")
 _END = object()
 
 
@@ -38,8 +41,9 @@ class AnalyzerConfig:
     """How the analyzer works. Defaults in one place; the CLI parses flags into this.
 
     Attributes:
-        detector: "mtcnn", "haar" or "none" (frames are face crops).
-        detect_every: run the detector every k frames; track boxes in between.
+        detector: "blazeface", "mtcnn", "haar" or "none" (frames are face crops).
+        detect_every: run the detector every k frames (and on the first frame
+            after each cut); track boxes in between.
         explain: "gradcam" (heatmaps) or "none".
         explain_every: refresh each track's heatmap every n frames.
         smoothing: weight of the newest frame in each track's moving average (1 = none).
@@ -54,10 +58,15 @@ class AnalyzerConfig:
         box_smoothing: weight of a new detection against its track's predicted
             box (1 = take detector boxes as they are).
         confirm_score: detections scored below this are shown only once a
-            second detection confirms them (0 shows every detection at once).
+            second detection confirms them (0 shows every detection at once;
+            None: the detector's own ``confirm_score``, 0.75 for BlazeFace,
+            0.9 for MTCNN, 0 for detectors without scores).
+        cuts: detect shot cuts and end every track at one.
+        min_similarity: least appearance correlation for a detection to
+            continue a track (``clients.tracking.appearance``; 0 turns it off).
     """
 
-    detector: str = "mtcnn"
+    detector: str = "blazeface"
     detect_every: int = 5
     explain: str = "gradcam"
     explain_every: int = 10
@@ -70,7 +79,9 @@ class AnalyzerConfig:
     alpha: float = 0.4
     iou_threshold: float = 0.3
     box_smoothing: float = 0.5
-    confirm_score: float = 0.9
+    confirm_score: float | None = None
+    cuts: bool = True
+    min_similarity: float = 0.4
 
     def __post_init__(self):
         if self.detect_every < 1 or self.explain_every < 1 or self.batch_frames < 1 or self.max_in_flight < 1:
@@ -138,13 +149,17 @@ class VideoAnalyzer:
         if config.explain == "gradcam" and explainer is None:
             explainer = lambda crops: client.explain(crops)[1]  # noqa: E731
         self.explainer = explainer if config.explain == "gradcam" else None
+        confirm = config.confirm_score if config.confirm_score is not None else getattr(self.detector, "confirm_score", 0.0)
         self.tracker = IoUTracker(config.iou_threshold, box_smoothing=config.box_smoothing,
-                                  confirm_score=config.confirm_score)
+                                  confirm_score=confirm, min_similarity=config.min_similarity)
         self.times: dict[str, float] = defaultdict(float)
         self.classes = client.classes
+        self.cuts: list[int] = []
+        self._last_detection = -10**9
 
     # -- stages ----------------------------------------------------------------------
     def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
+        cuts = ShotCutDetector() if self.config.cuts else None
         try:
             index = 0
             while not stop.is_set():
@@ -153,7 +168,10 @@ class VideoAnalyzer:
                 self.times["decode"] += time.perf_counter() - start
                 if frame is None:
                     break
-                frames.put((index, frame))
+                start = time.perf_counter()
+                cut = cuts.update(frame) if cuts is not None else False
+                self.times["cuts"] += time.perf_counter() - start
+                frames.put((index, frame, cut))
                 index += 1
         except Exception as err:  # handed to the main thread, which raises it
             frames.put(err)
@@ -176,11 +194,17 @@ class VideoAnalyzer:
     def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
         return crop_face(frame, face, self.client.face_size, self.config.margin, self.config.align)
 
-    def _submit(self, batch: list[tuple[int, np.ndarray]], detections: dict[int, list[Face]]) -> _Chunk:
+    def _submit(self, batch: list[tuple[int, np.ndarray]], detections: dict[int, list[Face]], cuts: set[int]) -> _Chunk:
         per_frame, crops = [], []
         for index, frame in batch:
+            if index in cuts:
+                self.tracker.reset()
             if index in detections:
-                self.tracker.update(detections[index], index)
+                found = detections[index]
+                start = time.perf_counter()
+                looks = [appearance(self._crop(frame, face)) for face in found] if self.config.min_similarity > 0 else None
+                self.times["crop"] += time.perf_counter() - start
+                self.tracker.update(found, index, looks)
             live = [(t, t.face_at(index)) for t in self.tracker.live()]
             start = time.perf_counter()
             crops += [self._crop(frame, face) for _, face in live]
@@ -199,6 +223,7 @@ class VideoAnalyzer:
         for (index, frame), faces in zip(chunk.frames, chunk.faces):
             result = FrameResult(index, index / fps)
             canvas = frame.copy()
+            others = [face.box for _, face in faces]
             for track, face in faces:
                 p = probabilities[row]
                 row += 1
@@ -206,7 +231,8 @@ class VideoAnalyzer:
                 track.history.append((index, smoothed))
                 result.faces.append(FaceResult(track.track_id, face, p, smoothed, track.heatmap_frame == index))
                 annotate_face(canvas, face.box, smoothed, self.classes, heatmap=track.heatmap, landmarks=face.landmarks,
-                              label=f"#{track.track_id}", alpha=self.config.alpha)
+                              label=f"#{track.track_id}", alpha=self.config.alpha,
+                              avoid=[b for b in others if b is not face.box])
             results.append((result, canvas))
         self.times["annotate"] += time.perf_counter() - start
         return results
@@ -278,6 +304,7 @@ class VideoAnalyzer:
             finished = False
             while not finished:
                 batch: list[tuple[int, np.ndarray]] = []
+                cuts: set[int] = set()
                 while len(batch) < cfg.batch_frames:
                     item = frames.get()
                     if item is _END:
@@ -285,17 +312,25 @@ class VideoAnalyzer:
                         break
                     if isinstance(item, Exception):
                         raise item
-                    batch.append(item)
-                    if limit is not None and item[0] + 1 >= limit:
+                    index, frame, cut = item
+                    batch.append((index, frame))
+                    if cut:
+                        cuts.add(index)
+                    if limit is not None and index + 1 >= limit:
                         finished = True
                         break
                 if not batch:
                     break
-                to_detect = [(i, f) for i, f in batch if i % cfg.detect_every == 0]
+                to_detect = []
+                for i, f in batch:  # every k frames, and on the first frame of each shot
+                    if i in cuts or i - self._last_detection >= cfg.detect_every:
+                        to_detect.append((i, f))
+                        self._last_detection = i
+                self.cuts.extend(sorted(cuts))
                 start = time.perf_counter()
                 found = self.detector.detect_batch([f for _, f in to_detect]) if to_detect else []
                 self.times["detect"] += time.perf_counter() - start
-                inflight.append(self._submit(batch, {i: faces for (i, _), faces in zip(to_detect, found)}))
+                inflight.append(self._submit(batch, {i: faces for (i, _), faces in zip(to_detect, found)}, cuts))
                 drain(cfg.max_in_flight - 1)
             drain(0)
         finally:
@@ -330,7 +365,8 @@ class VideoAnalyzer:
             "input": source.name, "frames": frames, "faces_classified": faces, "seconds": round(elapsed, 3),
             "frames_per_second": round(frames / elapsed, 2) if elapsed > 0 else None,
             "stage_ms_per_frame": {s: round(1000 * self.times[s] / max(frames, 1), 2) for s in STAGES},
-            "unreadable_frames": list(source.skipped), "classes": list(self.classes), "tracks": tracks,
+            "unreadable_frames": list(source.skipped), "classes": list(self.classes), "cuts": list(self.cuts),
+            "tracks": tracks,
             "config": self.config.__dict__,
         }
 
@@ -376,3 +412,50 @@ def plot_timelines(summary_tracks: dict, tracks: list[Track], classes, fps: floa
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_video_summary(summary: dict, tracks: list[Track], classes, fps: float, path: Path,
+                       max_tracks: int = 12) -> Path | None:
+    """One figure of the whole video: for each main track (the longest ``max_tracks``, in order of
+    appearance) a strip of its smoothed emotion probabilities over time (rows: emotions, colour:
+    probability), all on the video's time axis, with the shot cuts as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = sorted(sorted((t for t in tracks if t.history), key=lambda t: -len(t.history))[:max_tracks],
+                   key=lambda t: t.history[0][0])
+    duration = max(summary.get("frames", 0), 1) / fps
+    rows = max(1, len(shown))
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 0.35 + 0.85 * rows), sharex=True, squeeze=False)
+    image = None
+    for ax, track in zip(axes[:, 0], shown):
+        frames = np.array([i for i, _ in track.history])
+        probs = np.stack([p for _, p in track.history]).T  # classes x frames
+        full = np.full((len(classes), int(frames[-1] - frames[0]) + 1), np.nan)
+        full[:, frames - frames[0]] = probs
+        image = ax.imshow(full, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest",
+                          extent=(frames[0] / fps, (frames[-1] + 1) / fps, len(classes) - 0.5, -0.5))
+        ax.set_yticks(range(len(classes)))
+        ax.set_yticklabels(classes, fontsize=6)
+        info = summary.get("tracks", {}).get(str(track.track_id), {})
+        ax.set_title(f"track #{track.track_id}: {info.get('dominant_emotion', '')}, {len(track.history)} frames",
+                     fontsize=7, loc="left", pad=2)
+        for cut in summary.get("cuts", []):
+            ax.axvline(cut / fps, color="0.6", linestyle="--", linewidth=0.5)
+        ax.set_xlim(0, duration)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no faces found", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].set_xlim(0, duration)
+        axes[0, 0].set_yticks([])
+    axes[-1, 0].set_xlabel("seconds")
+    hidden = len([t for t in tracks if t.history]) - len(shown)
+    fig.suptitle(f"{summary.get('input', '')}: emotions per face track over time"
+                 + (f" ({hidden} shorter tracks not shown)" if hidden > 0 else ""), fontsize=9)
+    fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.015, pad=0.01, label="probability")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

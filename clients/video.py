@@ -10,7 +10,10 @@ Examples::
 
 Writes, under --out-dir (default runs/video/<input name>): annotated.mp4,
 frames.jsonl (one record per frame, written as it goes), summary.json and
-one timeline_track<N>.png per face track.
+summary.png, one figure of the whole video (each main face track's emotions
+over time, shot cuts marked); with --track-plots also one
+timeline_track<N>.png per track. TensorFlow's native log lines are hidden
+unless --verbose.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 
 from clients.analyzer import AnalyzerConfig
+from fer_keras.detection import DETECTORS
 
 D = AnalyzerConfig()
 
@@ -38,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-video", action="store_true", help="write no annotated video")
     o.add_argument("--show", action="store_true", help="show frames in a window when a display exists (camera: default)")
     o.add_argument("--limit", type=int, default=None, help="stop after this many frames")
+    o.add_argument("--track-plots", action="store_true",
+                   help="also write one timeline_track<N>.png per face track (summary.png always shows the main ones)")
+    o.add_argument("--verbose", action="store_true", help="show TensorFlow's native log lines")
     s = p.add_argument_group("server")
     s.add_argument("--server", default=None,
                    help="TF Serving gRPC address host:port. Default: start an embedded local server")
@@ -55,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=64, help="most faces per Predict call. Default: %(default)s")
     s.add_argument("--tls-ca", default=None, help="PEM root certificate: connect with TLS")
     a = p.add_argument_group("analysis")
-    a.add_argument("--detector", choices=("mtcnn", "haar", "none"), default=D.detector,
-                   help="face detector; none: frames are face crops. Default: %(default)s")
+    a.add_argument("--detector", choices=tuple(DETECTORS), default=D.detector,
+                   help="face detector: blazeface (fast), mtcnn (slow, best on small faces), haar; none: frames "
+                        "are face crops. Default: %(default)s")
+    a.add_argument("--no-cuts", action="store_true",
+                   help="do not look for shot cuts (by default every track ends at a cut and the next frame is "
+                        "searched for faces)")
     a.add_argument("--detect-every", type=int, default=D.detect_every,
                    help="detect every k frames, track in between. Default: %(default)s")
     a.add_argument("--explain", choices=("gradcam", "none"), default=D.explain, help="Default: %(default)s")
@@ -77,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default: %(default)s")
     a.add_argument("--confirm-score", type=float, default=D.confirm_score,
                    help="a face detected with a lower score is shown only after a second detection. "
+                        "Default: the detector's own (BlazeFace 0.75, MTCNN 0.9)")
+    a.add_argument("--min-similarity", type=float, default=D.min_similarity,
+                   help="least appearance correlation for a detection to continue a track (0: boxes only). "
                         "Default: %(default)s")
     a.add_argument("--align", action="store_true", help="level the eyes before classifying")
     return p
@@ -86,43 +100,51 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.input is None and args.camera is None:
         build_parser().error("give an INPUT video or folder, or --camera N")
-    from clients.analyzer import VideoAnalyzer, plot_timelines
+    from fer_keras.quiet import load_tensorflow_quietly, native_stderr_to_file
+
+    load_tensorflow_quietly(not args.verbose)
+    from clients.analyzer import VideoAnalyzer, plot_timelines, plot_video_summary
     from clients.client import ClientError, EmotionClient, tls_credentials
     from clients.sources import SourceError, open_source
 
     server = None
+    expected = (SourceError, ClientError, ValueError, FileNotFoundError)
     try:
         config = AnalyzerConfig(detector=args.detector, detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, smoothing=args.smoothing, batch_frames=args.batch_frames,
                                 max_in_flight=args.max_in_flight, margin=args.margin, align=args.align,
-                                box_smoothing=args.box_smoothing, confirm_score=args.confirm_score)
+                                box_smoothing=args.box_smoothing, confirm_score=args.confirm_score,
+                                cuts=not args.no_cuts, min_similarity=args.min_similarity)
         source = open_source(args.input, args.camera)
-        address = args.server
-        if address is None:
-            base = args.model_base_path
-            if base is None:
-                from fer_keras import pretrained
+        with native_stderr_to_file(not args.verbose, expected):  # the server and detector load quietly
+            address = args.server
+            if address is None:
+                base = args.model_base_path
+                if base is None:
+                    from fer_keras import pretrained
 
-                base = str(pretrained.serving_base(args.pretrained))
-            server = start_embedded_server(args.model, base)
-            address = server.address
-        client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
-                               timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
-                               credentials=tls_credentials(args.tls_ca) if args.tls_ca else None)
-        explainer = local_explainer(args.explain_model) if args.explain_model and args.explain == "gradcam" else None
+                    base = str(pretrained.serving_base(args.pretrained))
+                server = start_embedded_server(args.model, base)
+                address = server.address
+            client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
+                                   timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
+                                   credentials=tls_credentials(args.tls_ca) if args.tls_ca else None)
+            explainer = local_explainer(args.explain_model) if args.explain_model and args.explain == "gradcam" else None
+            analyzer = VideoAnalyzer(client, config, explainer=explainer)
         out_dir = Path(args.out_dir or Path("runs") / "video" / source.name)
         out_dir.mkdir(parents=True, exist_ok=True)
         video = None if args.no_video else (args.out or out_dir / "annotated.mp4")
         jsonl = args.json or out_dir / "frames.jsonl"
-        analyzer = VideoAnalyzer(client, config, explainer=explainer)
         show = args.show or (args.camera is not None and bool(os.environ.get("DISPLAY")))
         summary = analyzer.run(source, video_out=video, jsonl=jsonl, show=show, limit=args.limit)
         summary.update(video=str(video) if video else None, jsonl=str(jsonl), server=address)
-        plots = plot_timelines(summary["tracks"], list(analyzer.tracker.all_tracks.values()), client.classes,
-                               source.fps, out_dir)
-        summary["timelines"] = [str(p) for p in plots]
+        tracks = list(analyzer.tracker.all_tracks.values())
+        summary["figure"] = str(plot_video_summary(summary, tracks, client.classes, source.fps, out_dir / "summary.png"))
+        if args.track_plots:
+            summary["timelines"] = [str(p) for p in plot_timelines(summary["tracks"], tracks, client.classes,
+                                                                   source.fps, out_dir)]
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    except (SourceError, ClientError, ValueError, FileNotFoundError) as err:
+    except expected as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -131,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop(grace=1.0)
-    print(f"{summary['frames']} frames, {summary['faces_classified']} faces, {summary['frames_per_second']} frames/s "
-          f"-> {out_dir}")
+    print(f"{summary['frames']} frames, {len(summary['cuts'])} cuts, {len(summary['tracks'])} face tracks, "
+          f"{summary['faces_classified']} faces, {summary['frames_per_second']} frames/s -> {out_dir}")
     return 0
 
 

@@ -96,7 +96,8 @@ def explain_images(args, model, taxonomy) -> int:
         for i, face in enumerate(faces):
             x, y, w, h = face.box
             annotate_face(canvas, face.box, result.probabilities[i], taxonomy.classes, heatmap=result.maps[i],
-                          landmarks=face.landmarks, alpha=args.alpha, label=f"#{i}" if len(faces) > 1 else None)
+                          landmarks=face.landmarks, alpha=args.alpha, label=f"#{i}" if len(faces) > 1 else None,
+                          avoid=[f.box for j, f in enumerate(faces) if j != i])
             suffix = f"_face{i}" if len(faces) > 1 else ""
             face_grid(crops[i], result.maps[i], result.probabilities[i], taxonomy.classes,
                       out / f"{path.stem}{suffix}_grid.png", args.method, args.alpha)

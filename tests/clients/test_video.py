@@ -42,7 +42,7 @@ def _frames(path):
 def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_path):
     out = tmp_path / "out"
     code = video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "4",
-                       "--explain-every", "6", "--batch-frames", "4"])
+                       "--explain-every", "6", "--batch-frames", "4", "--track-plots"])
     assert code == 0
     assert _frames(out / "annotated.mp4") == 24
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
@@ -57,9 +57,56 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert sum(f["heatmap_refreshed"] for r in records for f in r["faces"]) >= 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 24 and summary["faces_classified"] == 24
-    assert set(summary["stage_ms_per_frame"]) == {"decode", "detect", "crop", "classify", "explain", "annotate", "encode"}
-    assert summary["tracks"]["1"]["frames"] == 24
+    assert set(summary["stage_ms_per_frame"]) == {"decode", "cuts", "detect", "crop", "classify", "explain", "annotate",
+                                                  "encode"}
+    assert summary["tracks"]["1"]["frames"] == 24 and summary["cuts"] == []
+    assert cv2.imread(str(out / "summary.png")) is not None and summary["figure"] == str(out / "summary.png")
     assert (out / "timeline_track1.png").is_file() and cv2.imread(str(out / "timeline_track1.png")) is not None
+
+
+def write_shots(path, shots, size=(320, 240)):
+    """A video of shots: each ``(frames, background grey level, face x or None, face present from..to)``."""
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (160, 160))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    for frames, level, x, (first, last) in shots:
+        for i in range(frames):
+            frame = np.full((size[1], size[0], 3), level, np.uint8)
+            if x is not None and first <= i < last:
+                frame[40:200, x + i:x + i + 160] = face
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+
+
+def test_tracks_end_at_a_cut_and_the_new_shot_is_searched_at_once(server, tmp_path):
+    video = write_shots(tmp_path / "cuts.mp4", [(12, 60, 10, (0, 12)), (12, 170, 120, (0, 12))])
+    out = tmp_path / "out"
+    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "5",
+                       "--batch-frames", "4", "--no-video"]) == 0
+    records = _records(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cuts"] == [12]
+    tracks = [{f["track"] for f in r["faces"]} for r in records]
+    assert tracks[:12] == [{1}] * 12
+    # Frame 12 is not a multiple of 5, yet the new shot's face is found and classified there, on a new track.
+    assert tracks[12:] == [{2}] * 12
+    assert summary["tracks"]["1"]["last_frame"] == 11 and summary["tracks"]["2"]["first_frame"] == 12
+
+
+def test_a_face_that_leaves_is_not_drawn_after_the_next_detection(server, tmp_path):
+    # The face is there for frames 3-13 of one 24-frame shot. Its sudden arrival and departure on a flat
+    # background may count as cuts (then it is searched for at once); either way it is found by frame 5
+    # and drawn in no frame after the detection round of frame 15.
+    video = write_shots(tmp_path / "leave.mp4", [(24, 60, 10, (3, 14))])
+    out = tmp_path / "out"
+    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "5",
+                       "--explain", "none", "--no-video"]) == 0
+    counts = [len(r["faces"]) for r in _records(out)]
+    assert counts[:3] == [0] * 3 and counts[5:14] == [1] * 9 and counts[15:] == [0] * 9
 
 
 def test_haar_without_explanations_and_an_image_folder(server, video, tmp_path):

@@ -117,6 +117,26 @@ def test_annotate_face_stays_inside_the_frame():
     assert out.shape == (120, 160, 3) and out.any()
 
 
+def test_labels_are_whole_and_keep_off_other_faces():
+    from fer_keras.explain.overlay import BOX_COLOR
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    me, other = (100, 60, 60, 60), (100, 0, 60, 55)  # another face right above: the label goes below
+    annotate_face(frame, me, [0.9, 0.02, 0.02, 0.02, 0.02, 0.02], SIX.classes, label="#1", avoid=[other], bars=False)
+    label = np.all(frame == BOX_COLOR, axis=-1)
+    label[57:124, 97:164] = False  # the box outline itself (2 px thick)
+    ys, xs = np.nonzero(label)
+    assert ys.min() > 120  # below the face, not over the one above
+    # Near the right edge the label moves left so that all of "#1 happiness 90%" is drawn.
+    frame = np.zeros((240, 320, 3), np.uint8)
+    annotate_face(frame, (290, 100, 28, 28), [0.9, 0.02, 0.02, 0.02, 0.02, 0.02], SIX.classes, label="#1", bars=False)
+    cols = np.nonzero(np.all(frame == BOX_COLOR, axis=-1).any(axis=0))[0]
+    import cv2
+
+    width = cv2.getTextSize("#1 happiness 90%", cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0]
+    assert cols.max() < 320 and cols.max() - cols.min() >= width
+
+
 def test_cli_writes_the_files_it_names(trained, tmp_path):
     _, result = trained
     folder = tmp_path / "crops"
