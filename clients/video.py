@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from clients.analyzer import AnalyzerConfig
+from clients.settings import AnalyzerConfig
 from fer_keras.detection import DETECTORS
 
 D = AnalyzerConfig()
@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give an INPUT video or folder, or --camera N")
     from fer_keras.quiet import load_tensorflow_quietly, native_stderr_to_file
 
-    load_tensorflow_quietly(not args.verbose)
-    from clients.analyzer import VideoAnalyzer, plot_timelines, plot_video_summary
-    from clients.client import ClientError, EmotionClient, tls_credentials
-    from clients.sources import SourceError, open_source
+    with native_stderr_to_file(not args.verbose):
+        load_tensorflow_quietly(False)
+        from clients.analyzer import VideoAnalyzer, plot_timelines, plot_video_summary
+        from clients.client import ClientError, EmotionClient, tls_credentials
+        from clients.sources import SourceError, open_source
 
     server = None
     expected = (SourceError, ClientError, ValueError, FileNotFoundError)

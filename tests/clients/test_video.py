@@ -178,3 +178,16 @@ def test_with_no_server_and_no_model_the_shipped_model_is_served(video, tmp_path
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(len(r["faces"]) == 1 for r in records)
     assert set(records[0]["faces"][0]["probabilities"]) == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}
+
+
+def test_the_command_prints_no_native_tensorflow_lines(server, video, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "clients.video", str(video), "--server", server.address, "--out-dir",
+                          str(tmp_path / "o"), "--limit", "4", "--explain", "none", "--no-video"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    noise = [line for line in out.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000") or "absl::" in line]
+    assert noise == []
+    assert "4 frames" in out.stdout

@@ -1,0 +1,67 @@
+"""The video analyzer's settings: a light module (no TensorFlow), so that the command line can build
+its flags and defaults before anything heavy loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fer_keras.detection import FER_MARGIN
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """How the analyzer works. Defaults in one place; the CLI parses flags into this.
+
+    Attributes:
+        detector: "blazeface", "mtcnn", "haar" or "none" (frames are face crops).
+        detect_every: run the detector every k frames (and on the first frame
+            after each cut); track boxes in between.
+        explain: "gradcam" (heatmaps) or "none".
+        explain_every: refresh each track's heatmap every n frames.
+        smoothing: weight of the newest frame in each track's moving average (1 = none).
+        batch_frames: frames whose faces share one Predict call.
+        max_in_flight: Predict calls outstanding at once.
+        margin: crop margin around a box (share of its side); the default
+            reproduces FER2013's framing (``fer_keras.detection.FER_MARGIN``).
+        align: level the eyes before classifying (needs landmarks).
+        queue_size: frames buffered between stages.
+        alpha: heatmap opacity in the annotated video.
+        iou_threshold: least IoU for a detection to continue a track.
+        box_smoothing: weight of a new detection against its track's predicted
+            box (1 = take detector boxes as they are).
+        confirm_score: detections scored below this are shown only once a
+            second detection confirms them (0 shows every detection at once;
+            None: the detector's own ``confirm_score``, 0.75 for BlazeFace,
+            0.9 for MTCNN, 0 for detectors without scores).
+        cuts: detect shot cuts and end every track at one.
+        min_similarity: least appearance correlation for a detection to
+            continue a track (``clients.tracking.appearance``; 0 turns it off).
+    """
+
+    detector: str = "blazeface"
+    detect_every: int = 5
+    explain: str = "gradcam"
+    explain_every: int = 10
+    smoothing: float = 0.5
+    batch_frames: int = 8
+    max_in_flight: int = 3
+    margin: float = FER_MARGIN
+    align: bool = False
+    queue_size: int = 32
+    alpha: float = 0.4
+    iou_threshold: float = 0.3
+    box_smoothing: float = 0.5
+    confirm_score: float | None = None
+    cuts: bool = True
+    min_similarity: float = 0.4
+
+    def __post_init__(self):
+        if self.detect_every < 1 or self.explain_every < 1 or self.batch_frames < 1 or self.max_in_flight < 1:
+            raise ValueError("detect_every, explain_every, batch_frames and max_in_flight must be at least 1")
+        if self.explain not in ("gradcam", "none"):
+            raise ValueError(f"explain must be 'gradcam' or 'none'; got {self.explain!r}")
+        for name in ("smoothing", "box_smoothing"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}")
+        if self.margin <= -0.5:
+            raise ValueError(f"margin must be above -0.5; got {self.margin}")
