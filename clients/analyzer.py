@@ -98,6 +98,7 @@ class VideoAnalyzer:
         self.classes = client.classes
         self.cuts: list[int] = []
         self._last_detection = -10**9
+        self._last_cut = -10**9
 
     # -- stages ----------------------------------------------------------------------
     def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
@@ -264,8 +265,12 @@ class VideoAnalyzer:
                 if not batch:
                     break
                 to_detect = []
-                for i, f in batch:  # every k frames, and on the first frame of each shot
-                    if i in cuts or i - self._last_detection >= cfg.detect_every:
+                for i, f in batch:
+                    # Every k frames, and on the first two frames of each shot: the second confirms at once
+                    # the faces the first found with a low score (see IoUTracker's confirm_score).
+                    if i in cuts:
+                        self._last_cut = i
+                    if i in cuts or i == self._last_cut + 1 or i - self._last_detection >= cfg.detect_every:
                         to_detect.append((i, f))
                         self._last_detection = i
                 self.cuts.extend(sorted(cuts))

@@ -18,9 +18,10 @@ def test_iou_and_centre_criteria():
         {"faces": [_face((70, 70, 160, 160), (50, 50, 200, 201), "fear")]},
         {"faces": [_face((0, 0, 10, 10), (0, 0, 10, 10), "fear")]},  # a false face where there is none
     ]
-    by_box = score(truth, records, CLASSES)
+    by_box = score(truth, records, CLASSES, least_iou=0.5)
     assert by_box["ground_truth_faces"] == 2 and by_box["recall"] == 0.0
-    by_crop = score(truth, records, CLASSES, region="crop")
+    assert score(truth, records, CLASSES)["recall"] == 0.5  # at the default IoU 0.4 the tight box counts
+    by_crop = score(truth, records, CLASSES, region="crop", least_iou=0.5)
     assert by_crop["recall"] == 0.5 and by_crop["accuracy_of_found"] == 1.0
     centred = score(truth, records, CLASSES, region="crop", criterion="centre")
     assert centred["recall"] == 0.5  # 201 px is more than twice 100 px
@@ -33,3 +34,19 @@ def test_one_region_matches_one_face():
     truth = [[{"box": [0, 0, 100, 100], "label": 0}, {"box": [10, 10, 100, 100], "label": 0}]]
     records = [{"faces": [_face((0, 0, 100, 100), (0, 0, 100, 100), "happiness")]}]
     assert score(truth, records, CLASSES)["recall"] == 0.5
+
+
+def test_shots_false_boxes_and_tracks_across_cuts():
+    def face(box, track, emotion="happiness"):
+        return {**_face(box, box, emotion), "track": track}
+
+    a, b = [0, 0, 100, 100], [300, 0, 100, 100]
+    truth = [[{"box": a, "label": 0, "shot": 0}]] * 2 + [[{"box": b, "label": 1, "shot": 1}]] * 12
+    records = ([{"faces": [face(a, 1)]}] * 2
+               # After the cut the old track coasts on over empty background for two frames, then a new track.
+               + [{"faces": [face(a, 1), face(b, 2, "surprise")]}] * 2 + [{"faces": [face(b, 2, "surprise")]}] * 10)
+    result = score(truth, records, CLASSES)
+    assert result["recall"] == 1.0 and result["accuracy_of_found"] == 1.0
+    assert result["false_boxes_per_frame"] == 2 / 14
+    assert result["false_boxes_per_frame_first_10_of_shot"] == 2 / 12  # frames 0-1 of shot 0, 0-9 of shot 1
+    assert result["tracks"] == 2 and result["tracks_across_cuts"] == 1 and result["tracks_on_several_faces"] == 0
