@@ -98,7 +98,7 @@ class VideoAnalyzer:
         self.classes = client.classes
         self.cuts: list[int] = []
         self._last_detection = -10**9
-        self._last_cut = -10**9
+        self._last_cut = 0  # the first shot starts at frame 0
 
     # -- stages ----------------------------------------------------------------------
     def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
@@ -312,7 +312,8 @@ class VideoAnalyzer:
             "input": source.name, "frames": frames, "faces_classified": faces, "seconds": round(elapsed, 3),
             "frames_per_second": round(frames / elapsed, 2) if elapsed > 0 else None,
             "stage_ms_per_frame": {s: round(1000 * self.times[s] / max(frames, 1), 2) for s in STAGES},
-            "unreadable_frames": list(source.skipped), "classes": list(self.classes), "cuts": list(self.cuts),
+            "frames_expected": source.count, "unreadable_frames": list(source.skipped),
+            "classes": list(self.classes), "cuts": list(self.cuts),
             "tracks": tracks,
             "config": self.config.__dict__,
         }

@@ -55,18 +55,31 @@ def open_source(path: str | None = None, camera: int | None = None, folder_fps: 
     if not ok:
         raise SourceError(f"cannot read {p} as a video (no decodable frame)")
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    return FrameSource(_capture_frames(capture, first), capture.get(cv2.CAP_PROP_FPS) or 30.0, count, p.stem, [])
+    skipped: list[str] = []
+    return FrameSource(_capture_frames(capture, first, count, skipped), capture.get(cv2.CAP_PROP_FPS) or 30.0, count,
+                       p.stem, skipped)
 
 
-def _capture_frames(capture, first=None) -> Iterator[np.ndarray]:
+def _capture_frames(capture, first=None, count: int | None = None, skipped: list[str] | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames. Where the container says more frames follow, a frame that does not decode (a
+    damaged stretch, a file cut short) is listed in ``skipped`` as ``"frame N"`` and reading goes on
+    after it, so a damaged middle costs only its own frames."""
     try:
+        index = 0
         if first is not None:
             yield to_rgb(first, "bgr")
+            index = 1
         while True:
             ok, frame = capture.read()
-            if not ok:
+            if ok:
+                index += 1
+                yield to_rgb(frame, "bgr")
+                continue
+            if count is None or index >= count or skipped is None:
                 return
-            yield to_rgb(frame, "bgr")
+            skipped.append(f"frame {index}")
+            index += 1
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
     finally:
         capture.release()
 

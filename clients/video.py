@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         from clients.client import ClientError, EmotionClient, tls_credentials
         from clients.sources import SourceError, open_source
 
+    if not args.verbose:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's per-packet complaints; skips are listed below
     server = None
     expected = (SourceError, ClientError, ValueError, FileNotFoundError)
     try:
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop(grace=1.0)
+    if summary["unreadable_frames"]:
+        bad = summary["unreadable_frames"]
+        shown = ", ".join(bad[:5]) + (f" ... {bad[-1]}" if len(bad) > 5 else "")
+        print(f"warning: {len(bad)} unreadable frame(s) skipped ({shown}); summary.json lists them", file=sys.stderr)
     print(f"{summary['frames']} frames, {len(summary['cuts'])} cuts, {len(summary['tracks'])} face tracks, "
           f"{summary['faces_classified']} faces, {summary['frames_per_second']} frames/s -> {out_dir}")
     return 0

@@ -191,3 +191,63 @@ def test_the_command_prints_no_native_tensorflow_lines(server, video, tmp_path):
     noise = [line for line in out.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000") or "absl::" in line]
     assert noise == []
     assert "4 frames" in out.stdout
+
+
+def _damaged(tmp_path, kind):
+    """An mp4 with 4 kB zeroed a third of the way in, or an AVI cut in half (90 frames each)."""
+    path = tmp_path / ("clip.mp4" if kind == "mp4" else "clip.avi")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*("mp4v" if kind == "mp4" else "MJPG")), 30, (160, 120))
+    rng = np.random.default_rng(0)
+    for i in range(90):
+        frame = np.full((120, 160, 3), 40 + i, np.uint8)
+        frame[30:90, i % 90:i % 90 + 60] = rng.integers(0, 255, (60, 60, 3))
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    if kind == "mp4":
+        data[len(data) // 3:len(data) // 3 + 4000] = bytes(4000)
+    else:
+        data = data[:len(data) // 2]
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind,decoded", [("mp4", 89), ("avi", 45)])
+def test_damaged_videos_are_read_past_the_damage_and_reported(server, tmp_path, capsys, kind, decoded):
+    out = tmp_path / "out"
+    assert video_main([str(_damaged(tmp_path, kind)), "--server", server.address, "--out-dir", str(out),
+                       "--explain", "none", "--no-video"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == decoded and summary["frames_expected"] == 90
+    assert len(summary["unreadable_frames"]) == 90 - decoded
+    assert len(_records(out)) == decoded
+    assert f"warning: {90 - decoded} unreadable frame(s) skipped" in captured.err
+
+
+def test_portrait_and_4k_frames(server, tmp_path):
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (300, 300))
+    for name, (w, h), side in (("portrait", (270, 480), 200), ("uhd", (3840, 2160), 900)):
+        path = tmp_path / f"{name}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+        for _ in range(3):
+            frame = np.full((h, w, 3), 90, np.uint8)
+            frame[100:100 + side, 20:20 + side] = cv2.resize(face, (side, side))
+            writer.write(frame)
+        writer.release()
+        out = tmp_path / name
+        assert video_main([str(path), "--server", server.address, "--out-dir", str(out), "--explain", "none"]) == 0
+        # A face scored under the confirm score shows from the second frame, whose detection confirms it.
+        assert [len(r["faces"]) for r in _records(out)][1:] == [1, 1], name
+        x, y, w, h = _records(out)[1]["faces"][0]["box"]
+        # The astronaut's face: about 0.44 of the photo across and 0.22 down, a fifth of its side.
+        assert abs(x + w / 2 - (20 + 0.44 * side)) < side / 10 and abs(y + h / 2 - (100 + 0.22 * side)) < side / 10
+
+
+def test_a_video_with_no_faces_gives_an_empty_report(server, tmp_path):
+    video = write_shots(tmp_path / "empty.mp4", [(10, 80, None, (0, 0))])
+    out = tmp_path / "out"
+    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--no-video"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 10 and summary["tracks"] == {} and summary["faces_classified"] == 0
+    assert cv2.imread(str(out / "summary.png")) is not None
