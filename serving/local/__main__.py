@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchingParameters text proto (serving/batching.config); implies --enable_batching")
     p.add_argument("--max_batch", type=int, default=4096,
                    help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
+    p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
+                   help="largest decoded request tensor in bytes (RESOURCE_EXHAUSTED above). Default: %(default)s")
+    p.add_argument("--max_inflight_bytes", type=int, default=256 * 1024 * 1024,
+                   help="bytes all requests in flight may hold, each counted at twice its tensors' bytes "
+                        "(RESOURCE_EXHAUSTED after 2 s without room). Default: %(default)s")
     return p
 
 
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                         if args.batching_parameters_file else BatchingOptions())
         server = LocalServer(config, host=args.host, port=args.port, poll_seconds=args.file_system_poll_wait_seconds,
                              max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
-                             max_batch=args.max_batch, batching=batching)
+                             max_batch=args.max_batch, batching=batching, max_request_bytes=args.max_request_bytes,
+                             max_inflight_bytes=args.max_inflight_bytes)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.local.batching import Batcher, BatchingOptions, batchable
 from serving.local.registry import ModelRegistry, Servable, ServingError
-from serving.local.tensors import check_and_convert, to_proto_field
+from serving.local.tensors import check_and_convert, check_declared, to_proto_field
 
 log = logging.getLogger("serving.local")
 DEFAULT_SIGNATURE = "serving_default"
@@ -34,15 +34,81 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 DEFAULT_MAX_BATCH = 4096
+# Memory bounds (bytes of decoded request tensors). 4,096 float32 64x64 faces are 64 MiB.
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+# Faces run through the model at once: activations grow with the batch (GiMeFive: about 3 MB a face at
+# 64x64), so a large request runs in chunks, and at most RUN_SLOTS chunks run at a time.
+RUN_CHUNK = 64
+RUN_SLOTS = 2
+
+
+class MemoryBudget:
+    """Bytes of request tensors held by the requests in flight, with a limit.
+
+    A request waits up to ``wait_seconds`` for room, then is refused with RESOURCE_EXHAUSTED.
+    Each request is counted at twice its tensors' bytes (the decoded array and TensorFlow's copy).
+    """
+
+    def __init__(self, limit: int, wait_seconds: float = 2.0):
+        self.limit, self.wait_seconds, self.used = limit, wait_seconds, 0
+        self._cond = threading.Condition()
+
+    def acquire(self, nbytes: int) -> None:
+        if nbytes > self.limit:
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"the request needs {nbytes} bytes, above this server's limit of {self.limit} bytes "
+                               f"for all requests in flight (--max_inflight_bytes)")
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.used + nbytes <= self.limit, timeout=self.wait_seconds):
+                raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"requests in flight hold {self.used} of {self.limit} bytes (--max_inflight_bytes); "
+                                   f"this one needs {nbytes}: retry later")
+            self.used += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._cond:
+            self.used -= nbytes
+            self._cond.notify_all()
+
+
+_RUN_SLOTS = threading.Semaphore(RUN_SLOTS)
+
+
+def _tf_error_text(err: Exception) -> str:
+    """The informative part of a TensorFlow error: for graph errors the cause, not 'Graph execution error:'."""
+    lines = [line.strip() for line in str(getattr(err, "message", err)).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "File \"",
+                                                                "[[", "Traceback"))]
+    return (" ".join(useful[-2:]) if useful else (lines[0] if lines else type(err).__name__))[:500]
+
+
+def _run_signature(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Runs a signature in chunks of RUN_CHUNK along the batch dimension, at most RUN_SLOTS at a time."""
+    sizes = {v.shape[0] for v in inputs.values() if v.ndim}
+    n = sizes.pop() if len(sizes) == 1 else None
+    if n is None or n <= RUN_CHUNK:
+        with _RUN_SLOTS:
+            return {k: np.asarray(v) for k, v in function(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    parts = []
+    for start in range(0, n, RUN_CHUNK):
+        with _RUN_SLOTS:
+            out = function(**{k: tf.constant(v[start:start + RUN_CHUNK]) for k, v in inputs.items()})
+            parts.append({k: np.asarray(v) for k, v in out.items()})
+    return {k: np.concatenate([p[k] for p in parts]) if parts[0][k].ndim else parts[0][k] for k in parts[0]}
 
 
 def run_predict(servable: Servable, request: predict_pb2.PredictRequest,
-                max_batch: int = DEFAULT_MAX_BATCH, batcher_for=None) -> predict_pb2.PredictResponse:
+                max_batch: int = DEFAULT_MAX_BATCH, batcher_for=None, budget: MemoryBudget | None = None,
+                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> predict_pb2.PredictResponse:
     """Runs one PredictRequest on a servable, with TF Serving's validation order and messages.
 
-    Inputs whose first dimension exceeds ``max_batch`` are refused (INVALID_ARGUMENT)
-    before any work, so one oversized request cannot stall the server.
-    ``batcher_for(servable, signature_name)`` may return a server-side batcher.
+    Before anything is decoded, each input's declared shape is checked against
+    the signature, ``max_batch``, ``max_request_bytes`` and the data actually
+    sent (INVALID_ARGUMENT, or RESOURCE_EXHAUSTED above the byte limit); the
+    request then holds its bytes of ``budget`` (the memory of all requests in
+    flight) until it is answered. ``batcher_for(servable, signature_name)`` may
+    return a server-side batcher.
     """
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
@@ -68,21 +134,24 @@ def run_predict(servable: Servable, request: predict_pb2.PredictRequest,
                                f"{{{','.join(sorted(signature.outputs))}}}.")
     if len(set(outputs)) != len(outputs):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
-    for alias in signature.inputs:
-        dims = request.inputs[alias].tensor_shape.dim
-        if dims and dims[0].size > max_batch:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input {alias}: a batch of {dims[0].size} exceeds this server's limit of {max_batch}")
-    inputs = {alias: check_and_convert(alias, i, request.inputs[alias], signature.inputs[alias])
-              for i, alias in enumerate(sorted(signature.inputs))}
-    batcher = batcher_for(servable, name) if batcher_for else None
+    for i, alias in enumerate(sorted(signature.inputs)):
+        if request.inputs[alias].dtype != signature.inputs[alias].dtype:
+            check_and_convert(alias, i, request.inputs[alias], signature.inputs[alias])  # TF Serving's dtype error
+    nbytes = 2 * sum(check_declared(alias, request.inputs[alias], signature.inputs[alias], max_batch, max_request_bytes)
+                     for alias in signature.inputs)
+    if budget is not None:
+        budget.acquire(nbytes)
     try:
-        if batcher is not None:
-            result = batcher(inputs)
-        else:
-            result = servable.module.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(err).splitlines()[0][:500]) from None
+        inputs = {alias: check_and_convert(alias, i, request.inputs[alias], signature.inputs[alias])
+                  for i, alias in enumerate(sorted(signature.inputs))}
+        batcher = batcher_for(servable, name) if batcher_for else None
+        try:
+            result = batcher(inputs) if batcher is not None else _run_signature(servable.module.signatures[name], inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, _tf_error_text(err)) from None
+    finally:
+        if budget is not None:
+            budget.release(nbytes)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version
@@ -109,9 +178,12 @@ def _abort(context: grpc.ServicerContext, err: ServingError):
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, registry: ModelRegistry, max_batch: int = DEFAULT_MAX_BATCH,
-                 batching: BatchingOptions | None = None):
+                 batching: BatchingOptions | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES):
         self.registry = registry
         self.max_batch = max_batch
+        self.max_request_bytes = max_request_bytes
+        self.budget = MemoryBudget(max_inflight_bytes)
         self.batching = batching
         self._batchers: dict[tuple[str, int, str], Batcher | None] = {}
         self._lock = threading.Lock()
@@ -130,7 +202,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         try:
-            return run_predict(self.registry.resolve(request.model_spec), request, self.max_batch, self.batcher_for)
+            return run_predict(self.registry.resolve(request.model_spec), request, self.max_batch, self.batcher_for,
+                               self.budget, self.max_request_bytes)
         except ServingError as err:
             _abort(context, err)
 
@@ -190,17 +263,21 @@ class LocalServer:
         max_message_bytes: largest request or response accepted.
         max_batch: largest batch a Predict call may carry.
         batching: server-side batching of concurrent requests (None: off).
+        max_request_bytes: largest decoded request tensor (RESOURCE_EXHAUSTED above).
+        max_inflight_bytes: bytes all requests in flight may hold together (each counted at twice
+            its tensors' bytes); a request that finds no room within 2 s gets RESOURCE_EXHAUSTED.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1", port: int = 8500,
                  poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None):
+                 max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES):
         self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.registry, max_batch, batching), self._server)
+            PredictionServicer(self.registry, max_batch, batching, max_request_bytes, max_inflight_bytes), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
         self.host = host
         self.port = self._server.add_insecure_port(f"{host}:{port}")

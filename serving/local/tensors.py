@@ -46,6 +46,52 @@ def to_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
     return proto
 
 
+def check_declared(alias: str, proto: tensor_pb2.TensorProto, info: meta_graph_pb2.TensorInfo, max_batch: int,
+                   max_bytes: int) -> int:
+    """Checks a request tensor's declared shape against the signature, the limits and the data it
+    actually carries, before anything is allocated; returns its size in bytes once decoded.
+
+    A 40-byte request declaring ``[1, 64, 64, 65536]`` would otherwise make TensorFlow allocate the
+    whole declared tensor (a single value is broadcast to fill it).
+    """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {alias}: declared shape {dims} has a negative dimension; sizes must be 0 or more")
+    if not info.tensor_shape.unknown_rank:
+        expected = [d.size for d in info.tensor_shape.dim]
+        if len(expected) != len(dims) or any(e >= 0 and e != a for e, a in zip(expected, dims)):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {alias}: expected shape {expected} (-1 = any), got {dims}")
+    if dims and dims[0] > max_batch:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {alias}: a batch of {dims[0]} exceeds this server's limit of {max_batch}")
+    count = int(np.prod(dims, dtype=np.float64)) if dims else 1
+    if proto.dtype == types_pb2.DT_STRING:
+        carried = len(proto.string_val)
+        if carried != count:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {alias}: declared shape {dims} holds {count} values but {carried} were sent")
+        return sum(len(v) for v in proto.string_val)
+    itemsize = tf.dtypes.as_dtype(proto.dtype).size
+    nbytes = count * itemsize
+    if nbytes > max_bytes:
+        raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"input {alias}: declared shape {dims} needs {nbytes} bytes, above this server's limit of "
+                           f"{max_bytes} bytes per request (--max_request_bytes)")
+    if proto.tensor_content:
+        carried, unit = len(proto.tensor_content), "bytes"
+        wanted = nbytes
+    else:
+        field = "half_val" if proto.dtype == types_pb2.DT_HALF else _FIELDS.get(proto.dtype)
+        carried, unit = (len(getattr(proto, field)) if field else count), "values"
+        wanted = count
+    if carried != wanted:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {alias}: declared shape {dims} holds {wanted} {unit} but {carried} were sent")
+    return nbytes
+
+
 def check_and_convert(alias: str, position: int, proto: tensor_pb2.TensorProto,
                       info: meta_graph_pb2.TensorInfo) -> np.ndarray:
     """The request tensor as numpy, after TF Serving's dtype and shape checks (INVALID_ARGUMENT)."""
