@@ -15,7 +15,7 @@ setup: $(BIN)/.installed
 
 # Train GiMeFive on the embedded synthetic faces, evaluate it and export a SavedModel to models/gimefive/<version>.
 demo: setup
-	$(BIN)/python -m fer_keras.train --epochs 12 --run-dir runs/demo --resume --verbose 2
+	$(BIN)/python -m fer_keras.train --epochs 12 --run-dir runs/demo $$(test -f runs/demo/state.json && echo --resume) --verbose 2
 
 test: setup
 	$(BIN)/python -m pytest

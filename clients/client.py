@@ -62,6 +62,31 @@ class InputSpec:
     channels: int | None
 
 
+def as_uint8_faces(faces: np.ndarray) -> np.ndarray:
+    """Faces as the uint8 0-255 grey levels the model takes, or ValueError saying what is wrong.
+
+    uint8 passes as it is; other integers and floats must hold whole grey levels 0-255 (floats are
+    rounded). Refused: booleans, complex or object arrays, NaN or infinity, values outside 0-255
+    (which a cast would wrap: 300 becomes 44), and floats all within [0, 1], which are images scaled
+    to [0, 1] and would come out nearly black.
+    """
+    faces = np.asarray(faces)
+    if faces.dtype == np.uint8:
+        return faces
+    if faces.dtype.kind not in "iuf":
+        raise ValueError(f"faces must be numbers (uint8 grey levels 0-255); got dtype {faces.dtype}")
+    if faces.size == 0:
+        return faces.astype(np.uint8)
+    if faces.dtype.kind == "f" and not np.isfinite(faces).all():
+        raise ValueError(f"faces hold {int((~np.isfinite(faces)).sum())} NaN or infinite values")
+    low, high = faces.min(), faces.max()
+    if low < 0 or high > 255:
+        raise ValueError(f"faces must hold grey levels 0-255; got values from {low} to {high}")
+    if faces.dtype.kind == "f" and high <= 1.0:
+        raise ValueError("faces look scaled to [0, 1] (float, all values at most 1): multiply by 255 first")
+    return np.rint(faces).astype(np.uint8) if faces.dtype.kind == "f" else faces.astype(np.uint8)
+
+
 def _encode(faces: np.ndarray) -> tensor_pb2.TensorProto:
     """A uint8 batch as a TensorProto (raw bytes: the fastest form for the server to read)."""
     return tensor_pb2.TensorProto(
@@ -85,7 +110,9 @@ class EmotionClient:
         version_label: a version label such as "stable" or "canary".
         signature: the classification signature.
         timeout: per-call deadline in seconds.
-        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff.
+        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff. The
+            default 6 waits 0.2 + 0.4 + ... + 5 = 11.2 s in all, more than a server restart takes
+            (4-5 s for the local server with the shipped model), so a restart costs no request.
         backoff: first backoff in seconds (doubles each retry, capped at 5 s).
         max_batch: most faces per Predict call; larger inputs are split.
         credentials: ``grpc.ssl_channel_credentials(...)`` for TLS, or None for plaintext.
@@ -95,7 +122,7 @@ class EmotionClient:
 
     def __init__(self, address: str = "127.0.0.1:8500", model: str = "gimefive", *, version: int | None = None,
                  version_label: str | None = None, signature: str = "serving_default", timeout: float = 10.0,
-                 retries: int = 4, backoff: float = 0.2, max_batch: int = 64, credentials=None,
+                 retries: int = 6, backoff: float = 0.2, max_batch: int = 64, credentials=None,
                  max_message_bytes: int = 64 * 1024 * 1024, connect_timeout: float = 30.0):
         self.address, self.model, self.signature = address, model, signature
         self.version, self.version_label = version, version_label
@@ -227,7 +254,7 @@ class EmotionClient:
             raise ValueError(f"faces must be [N, {self.face_size}, {self.face_size}, C]; got {faces.shape}")
         if self.input.channels and faces.shape[3] != self.input.channels:
             raise ValueError(f"the model takes {self.input.channels}-channel faces; got {faces.shape[3]}")
-        return faces
+        return as_uint8_faces(faces)
 
     def _request(self, faces: np.ndarray, signature: str) -> predict_pb2.PredictRequest:
         request = predict_pb2.PredictRequest()

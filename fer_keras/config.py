@@ -112,6 +112,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
+        if self.width <= 0:
+            raise ValueError(f"width must be positive; got {self.width}")
+        for name in ("weight_decay", "label_smoothing", "augment_strength", "warmup_epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
+        if self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must be below 1; got {self.label_smoothing}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1; got {self.steps_per_epoch}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -80,6 +80,9 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]
     run_dir = Path(config.run_dir)
     state = load_state(run_dir)
     config_file = run_dir / "config.json"
+    if resume and state is None:
+        raise RunDirError(f"--resume: {run_dir} holds no run to resume (no state.json); check the folder name, "
+                          "or leave out --resume to start a new run")
     if state is not None and not resume:
         raise RunDirError(f"{run_dir} already holds a run ({state.epochs_done} epochs done); "
                           "pass --resume to continue it or choose another --run-dir")
@@ -107,12 +110,19 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     Returns:
         the run directory, final state, test metrics and export path.
     """
+    fresh = not Path(config.run_dir).exists()
     run_dir, state = _prepare_run_dir(config, resume)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
         return _train(config, run_dir, state, verbose, progress)
+    except BaseException:
+        if fresh and load_state(run_dir) is None:  # failed before its first epoch: leave no half-made folder
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

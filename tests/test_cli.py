@@ -122,3 +122,25 @@ def test_evaluate_split_all_uses_every_image_of_a_source_without_splits(tmp_path
     assert report["n"] == 9 and report["split"] == "all"  # every happy, angry and fear image; neutral is not six-class
     assert {c: v["support"] for c, v in report["per_class"].items() if v["support"]} == {"happiness": 4, "anger": 3, "fear": 2}
     assert "recall" in out and "precision" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--image-size", "0"], "image_size must be at least 16"),
+    (["--width", "0"], "width must be positive"),
+    (["--label-smoothing", "1.5"], "label_smoothing must be below 1"),
+    (["--resume"], "holds no run to resume"),
+])
+def test_bad_training_options_fail_cleanly_and_leave_no_folder(tmp_path, capsys, argv, message):
+    run_dir = tmp_path / "mistyped"
+    code = train.main([*argv, "--epochs", "1", "--run-dir", str(run_dir), "--export-base", ""])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not run_dir.exists()
+
+
+def test_a_start_that_fails_after_the_folder_is_made_removes_it(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = train.main(["--data", f"folders={tmp_path / 'missing'}", "--epochs", "1", "--run-dir", str(run_dir),
+                       "--export-base", ""])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert not run_dir.exists()

@@ -68,6 +68,15 @@ class DataConfig:
     synthetic_per_class: int = 200
     seed: int = 0
 
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise DatasetError(f"image_size must be at least 16 pixels; got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DatasetError(f"{name} must be between 0 and 1; got {getattr(self, name)}")
+        if self.synthetic_per_class < 1:
+            raise DatasetError(f"synthetic_per_class must be at least 1; got {self.synthetic_per_class}")
+
 
 def parse_source(spec: str) -> tuple[str, str]:
     """``"fer2013=/data/fer"`` -> ``("fer2013", "/data/fer")``; ``"synthetic"`` -> ``("synthetic", "")``."""

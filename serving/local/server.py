@@ -77,7 +77,8 @@ _RUN_SLOTS = threading.Semaphore(RUN_SLOTS)
 
 def _tf_error_text(err: Exception) -> str:
     """The informative part of a TensorFlow error: for graph errors the cause, not 'Graph execution error:'."""
-    lines = [line.strip() for line in str(getattr(err, "message", err)).splitlines() if line.strip()]
+    text = str(getattr(err, "message", err)).replace("<stack traces unavailable>", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "File \"",
                                                                 "[[", "Traceback"))]
     return (" ".join(useful[-2:]) if useful else (lines[0] if lines else type(err).__name__))[:500]

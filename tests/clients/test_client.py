@@ -136,3 +136,47 @@ def test_client_waits_for_a_server_that_starts_late(exported):
         assert result["client"].predict(faces(2)).probabilities.shape == (2, 6)
     finally:
         server.stop(grace=0.5)
+
+
+@pytest.mark.parametrize("faces,message", [
+    (np.full((2, 64, 64, 3), 0.5, np.float32), "scaled to [0, 1]"),
+    (np.full((2, 64, 64, 3), np.nan, np.float32), "NaN or infinite"),
+    (np.full((2, 64, 64, 3), 300, np.int64), "from 300 to 300"),
+    (np.full((2, 64, 64, 3), -5, np.int64), "from -5 to -5"),
+    (np.full((2, 64, 64, 3), True), "must be numbers"),
+])
+def test_faces_that_a_cast_would_corrupt_are_refused(client, faces, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        client.predict(faces)
+    with pytest.raises(ValueError):
+        client.predict_async(faces)
+
+
+def test_whole_grey_levels_in_other_dtypes_are_accepted(client):
+    x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3))
+    reference = client.predict(x.astype(np.uint8)).probabilities
+    np.testing.assert_allclose(client.predict(x.astype(np.int64)).probabilities, reference, atol=1e-6)
+    np.testing.assert_allclose(client.predict(x.astype(np.float32)).probabilities, reference, atol=1e-6)
+
+
+def test_default_retries_outlast_a_server_restart(server, monkeypatch):
+    import grpc
+
+    import clients.client as client_module
+
+    slept = []
+    with EmotionClient(server.address, "gimefive") as c:
+        class Unavailable(grpc.RpcError):
+            def code(self):
+                return grpc.StatusCode.UNAVAILABLE
+
+            def details(self):
+                return "restarting"
+
+        def always_down(request, timeout=None):
+            raise Unavailable()
+
+        monkeypatch.setattr(client_module.time, "sleep", slept.append)
+        with pytest.raises(ServerUnavailable):
+            c._call(always_down, None)
+    assert sum(slept) >= 8.0  # a restart of the local server takes 4-5 s
