@@ -112,7 +112,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     """
     fresh = not Path(config.run_dir).exists()
     run_dir, state = _prepare_run_dir(config, resume)
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(resume_seed(config.seed, state.epochs_done))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
@@ -138,10 +138,11 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
 
     train_faces = data.splits["train"]
     weights = class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
+    seed = resume_seed(config.seed, state.epochs_done)
     train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
-                            augment=augmentation(config.augment, config.augment_strength, config.seed),
+                            augment=augmentation(config.augment, config.augment_strength, seed),
                             mix=mixer(config.augment, config.augment_strength),
-                            weights=weights, seed=config.seed,
+                            weights=weights, seed=seed,
                             robust=robust_strength(config.augment, config.augment_strength))
     if config.shifted_validation:
         data.splits["val"] = with_shifted_copy(data.splits["val"], config.seed)
@@ -178,6 +179,17 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
             callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
         )
     return finish_run(config, run_dir, state, data)
+
+
+def resume_seed(seed: int, epochs_done: int) -> int:
+    """The seed of the shuffling and augmentation of a run (re)started after ``epochs_done`` epochs.
+
+    Seeded the same after a resume, the data would come in the order and with the flips of the run's
+    first epoch: faces the restored model has just been trained on, in the same batches, which made
+    the first resumed epoch log training accuracy far above what an uninterrupted run logs (0.56
+    against 0.16 on synthetic faces). A fresh seed per restart gives the resumed epochs new orders.
+    """
+    return seed + 7919 * epochs_done
 
 
 def with_shifted_copy(faces: FaceSet, seed: int) -> FaceSet:
