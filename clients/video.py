@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retries on UNAVAILABLE / DEADLINE_EXCEEDED (backoff doubling to 5 s). Default: %(default)s")
     s.add_argument("--max-batch", type=int, default=64, help="most faces per Predict call. Default: %(default)s")
     s.add_argument("--tls-ca", default=None, help="PEM root certificate: connect with TLS")
+    s.add_argument("--tls-cert", default=None, help="PEM client certificate, for a server that verifies clients")
+    s.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     a = p.add_argument_group("analysis")
     a.add_argument("--detector", choices=tuple(DETECTORS), default=D.detector,
                    help="face detector: blazeface (fast), mtcnn (slow, best on small faces), haar; none: frames "
@@ -100,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.input is None and args.camera is None:
         build_parser().error("give an INPUT video or folder, or --camera N")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        build_parser().error("--tls-cert and --tls-key go together")
+    for flag in ("tls_ca", "tls_cert", "tls_key"):
+        if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
+            build_parser().error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: no such file")
     from fer_keras.quiet import load_tensorflow_quietly, native_stderr_to_file
 
     with native_stderr_to_file(not args.verbose):
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 address = server.address
             client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
                                    timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
-                                   credentials=tls_credentials(args.tls_ca) if args.tls_ca else None)
+                                   credentials=tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+                                   if (args.tls_ca or args.tls_cert) else None)
             explainer = local_explainer(args.explain_model) if args.explain_model and args.explain == "gradcam" else None
             analyzer = VideoAnalyzer(client, config, explainer=explainer)
         out_dir = Path(args.out_dir or Path("runs") / "video" / source.name)

@@ -43,12 +43,17 @@ def _build_mirror_classes():
     field(prometheus, "path", 2, _F.TYPE_STRING)
     monitoring = fd.message_type.add(name="MonitoringConfig")
     field(monitoring, "prometheus_config", 1, _F.TYPE_MESSAGE, f".{_PACKAGE}.PrometheusConfig")
+    # TF Serving's --ssl_config_file (tensorflow_serving/config/ssl_config.proto, not in the pip package).
+    ssl = fd.message_type.add(name="SSLConfig")
+    for name, number in (("server_key", 1), ("server_cert", 2), ("custom_ca", 3)):
+        field(ssl, name, number, _F.TYPE_STRING)
+    field(ssl, "client_verify", 4, _F.TYPE_BOOL)
     pool.Add(fd)
     get = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))  # noqa: E731
-    return get("BatchingParameters"), get("MonitoringConfig")
+    return get("BatchingParameters"), get("MonitoringConfig"), get("SSLConfig")
 
 
-BatchingParameters, MonitoringConfig = _build_mirror_classes()
+BatchingParameters, MonitoringConfig, SSLConfig = _build_mirror_classes()
 
 
 def _parse(path: str | Path, message):
@@ -81,6 +86,26 @@ def read_batching_parameters(path: str | Path):
 
 def read_monitoring_config(path: str | Path):
     return _parse(path, MonitoringConfig())
+
+
+def read_ssl_config(path: str | Path):
+    """Parses an ``--ssl_config_file`` (TF Serving's SSLConfig: PEM text in ``server_key``,
+    ``server_cert``, optional ``custom_ca`` and ``client_verify``)."""
+    config = _parse(path, SSLConfig())
+    if not config.server_key or not config.server_cert:
+        raise ValueError(f"{path}: an SSLConfig needs server_key and server_cert (PEM text)")
+    if config.client_verify and not config.custom_ca:
+        raise ValueError(f"{path}: client_verify needs custom_ca, the CA that signs the clients' certificates")
+    return config
+
+
+def server_credentials(ssl_config):
+    """gRPC server credentials for an SSLConfig (mutual TLS when ``client_verify``)."""
+    import grpc
+
+    return grpc.ssl_server_credentials([(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+                                       root_certificates=ssl_config.custom_ca.encode() or None,
+                                       require_client_auth=bool(ssl_config.client_verify))
 
 
 def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchingParameters text proto (serving/batching.config); implies --enable_batching")
     p.add_argument("--max_batch", type=int, default=4096,
                    help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
+    p.add_argument("--ssl_config_file", default=None,
+                   help="TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): "
+                        "serve gRPC over TLS")
     p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                    help="largest decoded request tensor in bytes (RESOURCE_EXHAUSTED above). Default: %(default)s")
     p.add_argument("--max_inflight_bytes", type=int, default=256 * 1024 * 1024,
@@ -82,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
 
             batching = (BatchingOptions.from_parameters(read_batching_parameters(args.batching_parameters_file))
                         if args.batching_parameters_file else BatchingOptions())
+        ssl_config = None
+        if args.ssl_config_file:
+            from serving.config import read_ssl_config
+
+            ssl_config = read_ssl_config(args.ssl_config_file)
         server = LocalServer(config, host=args.host, port=args.port, poll_seconds=args.file_system_poll_wait_seconds,
                              max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
                              max_batch=args.max_batch, batching=batching, max_request_bytes=args.max_request_bytes,
-                             max_inflight_bytes=args.max_inflight_bytes)
+                             max_inflight_bytes=args.max_inflight_bytes, ssl_config=ssl_config)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

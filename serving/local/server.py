@@ -267,12 +267,15 @@ class LocalServer:
         max_request_bytes: largest decoded request tensor (RESOURCE_EXHAUSTED above).
         max_inflight_bytes: bytes all requests in flight may hold together (each counted at twice
             its tensors' bytes); a request that finds no room within 2 s gets RESOURCE_EXHAUSTED.
+        ssl_config: TF Serving's SSLConfig (``serving.config.read_ssl_config``): serve over TLS
+            (mutual TLS with ``client_verify``); None serves plaintext.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1", port: int = 8500,
                  poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+                 ssl_config=None):
         self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
@@ -281,7 +284,13 @@ class LocalServer:
             PredictionServicer(self.registry, max_batch, batching, max_request_bytes, max_inflight_bytes), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
         self.host = host
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if ssl_config is not None:
+            from serving.config import server_credentials
+
+            self.port = self._server.add_secure_port(f"{host}:{port}", server_credentials(ssl_config))
+        else:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        self.tls = ssl_config is not None
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port} (in use?)")
 

@@ -251,3 +251,12 @@ def test_a_video_with_no_faces_gives_an_empty_report(server, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 10 and summary["tracks"] == {} and summary["faces_classified"] == 0
     assert cv2.imread(str(out / "summary.png")) is not None
+
+
+def test_client_certificate_flags_are_checked(video, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        video_main([str(video), "--tls-cert", str(video)])
+    assert exit_info.value.code == 2 and "--tls-cert and --tls-key go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        video_main([str(video), "--tls-ca", str(tmp_path / "missing.pem")])
+    assert "no such file" in capsys.readouterr().err

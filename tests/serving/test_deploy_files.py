@@ -57,7 +57,7 @@ def test_compose_file_mounts_the_export_base_and_the_config_files():
     compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())
     service = compose["services"]["tfserving"]
     assert service["image"].startswith("tensorflow/serving:")
-    assert {"8500:8500", "8501:8501"} <= set(service["ports"])
+    assert {"127.0.0.1:8500:8500", "127.0.0.1:8501:8501"} == set(service["ports"])  # loopback unless told otherwise
     mounts = dict(v.split(":")[:2] for v in service["volumes"])
     assert mounts["../models"] == "/models" and mounts["./"] == "/config"
     flags = _flags(service["command"])
