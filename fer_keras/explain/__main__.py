@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from fer_keras.detection import FER_MARGIN
+from fer_keras.detection import DETECTORS, FER_MARGIN
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.train import add_data_arguments, data_config
 
@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
     p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--detect", action="store_true", help="find faces with MTCNN first (for full photos)")
+    p.add_argument("--detect", action="store_true", help="find faces first (for full photos), see --detector")
+    p.add_argument("--detector", choices=[d for d in DETECTORS if d != "none"], default="blazeface",
+                   help="face detector of --detect. Default: %(default)s")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="least detection score of a face to explain (one photo has no second detection to confirm "
+                        "a doubtful face). Default: the detector's confirm score (BlazeFace 0.75, MTCNN 0.9)")
     p.add_argument("--margin", type=float, default=FER_MARGIN,
                    help="crop margin around detected faces (0 reproduces FER2013's framing). Default: %(default)s")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in overlays. Default: %(default)s")
@@ -74,7 +79,8 @@ def explain_images(args, model, taxonomy) -> int:
     from fer_keras.explain.figures import face_grid
     from fer_keras.explain.overlay import annotate_face
 
-    detector = make_detector("mtcnn") if args.detect else WholeImage()
+    detector = make_detector(args.detector) if args.detect else WholeImage()
+    min_score = args.min_score if args.min_score is not None else getattr(detector, "confirm_score", 0.0)
     size = model.input_shape[1]
     target = None if args.target is None else taxonomy.classes.index(args.target)
     out = Path(args.out)
@@ -86,17 +92,23 @@ def explain_images(args, model, taxonomy) -> int:
             failed.append(str(err))
             print(f"skipped: {err}", file=sys.stderr)
             continue
-        faces = detector.detect(rgb)
+        if min(rgb.shape[:2]) < 16:
+            failed.append(str(path))
+            print(f"skipped: {path} is {rgb.shape[1]}x{rgb.shape[0]} pixels, too small to hold a face", file=sys.stderr)
+            continue
+        found = detector.detect(rgb)
+        faces = [f for f in found if f.score >= min_score]
         if not faces:
-            print(f"no face found in {path}", file=sys.stderr)
+            weak = f" ({len(found)} candidate(s) scored below {min_score:.2f}, see --min-score)" if found else ""
+            print(f"no face found in {path}{weak}", file=sys.stderr)
             continue
         crops = np.stack([crop_face(rgb, f, size, margin=args.margin if args.detect else 0.0) for f in faces])
         result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
         canvas = rgb.copy()
         for i, face in enumerate(faces):
-            x, y, w, h = face.box
+            label = (f"#{i} " if len(faces) > 1 else "") + (f"face {face.score:.2f}" if args.detect else "")
             annotate_face(canvas, face.box, result.probabilities[i], taxonomy.classes, heatmap=result.maps[i],
-                          landmarks=face.landmarks, alpha=args.alpha, label=f"#{i}" if len(faces) > 1 else None,
+                          landmarks=face.landmarks, alpha=args.alpha, label=label or None,
                           avoid=[f.box for j, f in enumerate(faces) if j != i])
             suffix = f"_face{i}" if len(faces) > 1 else ""
             face_grid(crops[i], result.maps[i], result.probabilities[i], taxonomy.classes,
@@ -104,9 +116,16 @@ def explain_images(args, model, taxonomy) -> int:
         import cv2
 
         cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        (out / f"{path.stem}_faces.json").write_text(json.dumps([
+            {**face.to_json(), "emotion": taxonomy.classes[int(result.probabilities[i].argmax())],
+             "probabilities": {c: round(float(p), 5) for c, p in zip(taxonomy.classes, result.probabilities[i])}}
+            for i, face in enumerate(faces)], indent=1))
         written += 1
-    print(f"explained {written} image(s) into {out}; {len(failed)} unreadable")
-    return 0 if written or not failed else 2
+    print(f"explained {written} image(s) into {out}; {len(failed)} unreadable or too small")
+    if not written:
+        print("error: nothing was explained", file=sys.stderr)
+        return 1
+    return 0
 
 
 def sample_split(faces, limit: int, seed: int):

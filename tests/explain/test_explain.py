@@ -1,6 +1,7 @@
 """Explanations: tf-keras-vis maps, the hand-written Grad-CAM, the served gradcam signature,
 overlays, the command, and faithfulness against a random baseline."""
 
+import json
 import warnings
 
 import cv2
@@ -180,3 +181,25 @@ def test_gradcam_beats_the_random_baseline(trained):
     assert g["insertion"] > r["insertion"], context
     assert set(g["per_class"]) == set(SIX.classes)
     assert "| random@4x4 |" in report_table(report)
+
+
+def test_detect_explains_real_faces_only_and_says_when_nothing_was_explained(tmp_path, capsys):
+    import skimage.data
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    noise = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(noise), cv2.GaussianBlur(rng.integers(0, 255, (480, 640), dtype=np.uint8), (0, 0), 3))
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1), np.uint8))
+    out = tmp_path / "out"
+    assert explain_main([str(photo), str(noise), str(tiny), "--detect", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    faces = json.loads((out / "astronaut_faces.json").read_text())
+    assert len(faces) == 1 and faces[0]["score"] >= 0.75 and set(faces[0]["probabilities"]) == set(SIX.classes)
+    assert not (out / "noise_overlay.png").exists() and "no face found in" in err
+    assert "1x1 pixels, too small" in err
+    # Nothing explained at all: a non-zero exit.
+    assert explain_main([str(noise), "--detect", "--out", str(tmp_path / "o2")]) == 1
+    assert "nothing was explained" in capsys.readouterr().err
