@@ -20,7 +20,9 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
 )
 
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A server that stops while requests are queued ends them with CANCELLED (measured in the soak run,
+# benchmarks/soak.py); Predict has no side effects, so those are retried like UNAVAILABLE.
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 DEFAULT_CLASSES = {6: ("happiness", "surprise", "sadness", "anger", "disgust", "fear"),
                    7: ("happiness", "surprise", "sadness", "anger", "disgust", "fear", "neutral")}
 
@@ -110,7 +112,7 @@ class EmotionClient:
         version_label: a version label such as "stable" or "canary".
         signature: the classification signature.
         timeout: per-call deadline in seconds.
-        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff. The
+        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED, with exponential backoff. The
             default 6 waits 0.2 + 0.4 + ... + 5 = 11.2 s in all, more than a server restart takes
             (4-5 s for the local server with the shipped model), so a restart costs no request.
         backoff: first backoff in seconds (doubles each retry, capped at 5 s).
@@ -148,7 +150,7 @@ class EmotionClient:
             request.model_spec.version_label = self.version_label
 
     def _call(self, method, request, attempts: int | None = None, deadline: float | None = None):
-        """One RPC with retries on UNAVAILABLE / DEADLINE_EXCEEDED; other errors become ClientErrors."""
+        """One RPC with retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED; other errors become ClientErrors."""
         attempts = self.retries + 1 if attempts is None else attempts
         delay = self.backoff
         for attempt in range(attempts):

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--version-label", default=None, help="model version label (stable, canary)")
     s.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds. Default: %(default)s")
     s.add_argument("--retries", type=int, default=10,
-                   help="retries on UNAVAILABLE / DEADLINE_EXCEEDED (backoff doubling to 5 s). Default: %(default)s")
+                   help="retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (backoff doubling to 5 s). Default: %(default)s")
     s.add_argument("--max-batch", type=int, default=64, help="most faces per Predict call. Default: %(default)s")
     s.add_argument("--tls-ca", default=None, help="PEM root certificate: connect with TLS")
     s.add_argument("--tls-cert", default=None, help="PEM client certificate, for a server that verifies clients")
