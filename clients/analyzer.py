@@ -132,6 +132,11 @@ class VideoAnalyzer:
                 sink.write(item)
             if window:
                 window = _show(item, stop)
+                if not window:
+                    import sys
+
+                    print("warning: no window: this OpenCV has no GUI (the opencv-python-headless wheel); "
+                          "frames are still written. README, 'A camera window', says how to get one", file=sys.stderr)
             self.times["encode"] += time.perf_counter() - start
 
     def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
