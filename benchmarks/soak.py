@@ -61,7 +61,7 @@ class ServerProcess:
     def start(self) -> None:
         self.watchers = getattr(self, "watchers", [])
         cmd = [sys.executable, "-m", "serving.local", "--model_base_path", str(self.base), "--port", str(self.port),
-               "--file_system_poll_wait_seconds", "0.5", "--enable_batching"]
+               "--file_system_poll_wait_seconds", "0.5", "--enable_batching", "--rest_api_port", "0"]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         watcher = threading.Thread(target=self._watch, args=(self.proc,), daemon=True)
         watcher.start()

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchingParameters text proto (serving/batching.config); implies --enable_batching")
     p.add_argument("--max_batch", type=int, default=4096,
                    help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
+    p.add_argument("--rest_api_port", type=int, default=8501,
+                   help="port of TF Serving's REST API (POST /v1/models/NAME:predict, GET /v1/models/NAME[/metadata]) "
+                        "on --host; 0 turns it off. Default: %(default)s")
     p.add_argument("--ssl_config_file", default=None,
                    help="TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): "
                         "serve gRPC over TLS")
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         server = LocalServer(config, host=args.host, port=args.port, poll_seconds=args.file_system_poll_wait_seconds,
                              max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
                              max_batch=args.max_batch, batching=batching, max_request_bytes=args.max_request_bytes,
-                             max_inflight_bytes=args.max_inflight_bytes, ssl_config=ssl_config)
+                             max_inflight_bytes=args.max_inflight_bytes, ssl_config=ssl_config,
+                             rest_port=args.rest_api_port or None)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.warning("%s does not exist (yet): %s answers FAILED_PRECONDITION until a version appears there",
                             model.base_path, model.name)
     logging.info("gRPC API listening on %s", server.address)
+    if server.rest is not None:
+        logging.info("REST API listening on %s:%d", server.rest.host, server.rest.port)
     mtime = Path(args.model_config_file).stat().st_mtime if args.model_config_file else None
     while not stopping.wait(args.model_config_file_poll_wait_seconds or 1.0):
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:

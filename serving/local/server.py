@@ -269,19 +269,21 @@ class LocalServer:
             its tensors' bytes); a request that finds no room within 2 s gets RESOURCE_EXHAUSTED.
         ssl_config: TF Serving's SSLConfig (``serving.config.read_ssl_config``): serve over TLS
             (mutual TLS with ``client_verify``); None serves plaintext.
+        rest_port: also serve TF Serving's REST API on this port (``serving.local.rest``; 0 picks a
+            free one, None: no REST), on the same host.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1", port: int = 8500,
                  poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
-                 ssl_config=None):
+                 ssl_config=None, rest_port: int | None = None):
         self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.registry, max_batch, batching, max_request_bytes, max_inflight_bytes), self._server)
+        self.servicer = PredictionServicer(self.registry, max_batch, batching, max_request_bytes, max_inflight_bytes)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.servicer, self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
         self.host = host
         if ssl_config is not None:
@@ -291,6 +293,11 @@ class LocalServer:
         else:
             self.port = self._server.add_insecure_port(f"{host}:{port}")
         self.tls = ssl_config is not None
+        self.rest = None
+        if rest_port is not None:
+            from serving.local.rest import RestServer
+
+            self.rest = RestServer(self.servicer, self.registry, host, rest_port, max_message_bytes)
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port} (in use?)")
 
@@ -301,11 +308,15 @@ class LocalServer:
     def start(self) -> "LocalServer":
         """Starts serving; models load in the background and answer once available."""
         self._server.start()
+        if self.rest is not None:
+            self.rest.start()
         self.registry.start()
         return self
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops accepting requests, lets running ones finish for ``grace`` seconds, stops polling."""
+        if self.rest is not None:
+            self.rest.stop()
         self._server.stop(grace).wait()
         self.registry.stop()
 

@@ -210,7 +210,7 @@ def test_binds_to_loopback_by_default(server):
 
 def test_command_serves_and_stops_cleanly_on_sigterm(exported):
     proc = subprocess.Popen([sys.executable, "-m", "serving.local", "--port", "0", "--model_name", "gimefive",
-                             "--model_base_path", str(exported / "gimefive")],
+                             "--model_base_path", str(exported / "gimefive"), "--rest_api_port", "0"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     address = None
     deadline = time.time() + 120
