@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchingParameters text proto (serving/batching.config); implies --enable_batching")
     p.add_argument("--max_batch", type=int, default=4096,
                    help="largest batch one Predict call may carry (INVALID_ARGUMENT above). Default: %(default)s")
+    p.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
+                   help="a config update may point a new label at a version not yet available (a label in use "
+                        "never moves to one)")
     p.add_argument("--rest_api_port", type=int, default=8501,
                    help="port of TF Serving's REST API (POST /v1/models/NAME:predict, GET /v1/models/NAME[/metadata]) "
                         "on --host; 0 turns it off. Default: %(default)s")
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                              max_workers=args.max_workers, max_message_bytes=args.max_message_bytes,
                              max_batch=args.max_batch, batching=batching, max_request_bytes=args.max_request_bytes,
                              max_inflight_bytes=args.max_inflight_bytes, ssl_config=ssl_config,
-                             rest_port=args.rest_api_port or None)
+                             rest_port=args.rest_api_port or None,
+                             allow_labels_for_unavailable=args.allow_version_labels_for_unavailable_models)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -92,17 +92,41 @@ class ModelRegistry:
             available (replays its warm-up requests).
     """
 
-    def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0, warmup=None):
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0, warmup=None,
+                 allow_labels_for_unavailable: bool = False):
         self._lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         self.poll_seconds = poll_seconds
         self._warmup = warmup
+        self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.set_config(config)
+        self.set_config(config, initial=True)
 
-    def set_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    def _check_labels(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """TF Serving's rule for a config update: a label already in use may only move to a version that
+        is AVAILABLE; a new label may name an unavailable one only with
+        ``--allow_version_labels_for_unavailable_models``. Raises ValueError (the old config stays)."""
+        for model_config in config.model_config_list.config:
+            model = self._models.get(model_config.name)
+            states = model.states if model else {}
+            old = dict(model.config.version_labels) if model else {}
+            for label, version in model_config.version_labels.items():
+                if states.get(version) == State.AVAILABLE or old.get(label) == version:
+                    continue
+                if label in old:
+                    raise ValueError(f"model {model_config.name}: label {label!r} is in use (version {old[label]}) "
+                                     f"and cannot move to version {version}, which is not available yet: add the "
+                                     f"version first, wait until it is AVAILABLE, then move the label")
+                if not self.allow_labels_for_unavailable:
+                    raise ValueError(f"model {model_config.name}: new label {label!r} names version {version}, which "
+                                     f"is not available (--allow_version_labels_for_unavailable_models allows it)")
+
+    def set_config(self, config: model_server_config_pb2.ModelServerConfig, initial: bool = False) -> None:
+        """Serves ``config`` from now on; a later update is refused (ValueError) when it breaks the label rule."""
         with self._lock:
+            if not initial:
+                self._check_labels(config)
             names = set()
             for model_config in config.model_config_list.config:
                 names.add(model_config.name)

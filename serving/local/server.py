@@ -269,6 +269,8 @@ class LocalServer:
             its tensors' bytes); a request that finds no room within 2 s gets RESOURCE_EXHAUSTED.
         ssl_config: TF Serving's SSLConfig (``serving.config.read_ssl_config``): serve over TLS
             (mutual TLS with ``client_verify``); None serves plaintext.
+        allow_labels_for_unavailable: TF Serving's ``--allow_version_labels_for_unavailable_models``:
+            a config update may give a *new* label to a version not yet available.
         rest_port: also serve TF Serving's REST API on this port (``serving.local.rest``; 0 picks a
             free one, None: no REST), on the same host.
     """
@@ -277,8 +279,9 @@ class LocalServer:
                  poll_seconds: float = 1.0, max_workers: int = 16, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  max_batch: int = DEFAULT_MAX_BATCH, batching: BatchingOptions | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
-                 ssl_config=None, rest_port: int | None = None):
-        self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup)
+                 ssl_config=None, rest_port: int | None = None, allow_labels_for_unavailable: bool = False):
+        self.registry = ModelRegistry(config, poll_seconds, warmup=replay_warmup,
+                                      allow_labels_for_unavailable=allow_labels_for_unavailable)
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)

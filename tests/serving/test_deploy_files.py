@@ -64,14 +64,24 @@ def test_compose_file_mounts_the_export_base_and_the_config_files():
     for key in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
         assert flags[key].startswith("/config/") and (SERVING / Path(flags[key]).name).is_file()
     assert flags["port"] == "8500" and flags["rest_api_port"] == "8501"
+    check = service["healthcheck"]
+    assert "/v1/models/gimefive/metadata" in check["test"][1] and check["start_period"] == "300s"
 
 
 def test_kubernetes_manifest():
     docs = list(yaml.safe_load_all((SERVING / "k8s" / "fer-serving.yaml").read_text()))
     kinds = {d["kind"]: d for d in docs}
-    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
-    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/gimefive"
+    assert set(kinds) == {"PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # Ready (and started) only once a version is AVAILABLE: the metadata path, not the status path.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/gimefive/metadata"
+    assert container["startupProbe"]["httpGet"]["path"] == "/v1/models/gimefive/metadata"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    claim = next(v for v in pod["volumes"] if v["name"] == "models")["persistentVolumeClaim"]["claimName"]
+    assert claim == kinds["PersistentVolumeClaim"]["metadata"]["name"]
+    assert kinds["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadOnlyMany"]
     assert _flags(container["args"])["model_config_file"] == "/config/models.config"
     assert kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == kinds["Deployment"]["metadata"]["name"]
 
@@ -87,3 +97,21 @@ def test_the_shipped_config_serves_what_export_writes(tmp_path, tiny_model):
         assert srv.registry.wait_until_available("gimefive")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.address))
         assert stub.Predict(predict_request(faces(1), label="canary"), timeout=30).model_spec.version.value == 2
+
+
+def test_the_compose_healthcheck_passes_only_once_a_version_serves(tmp_path, tiny_model):
+    import shutil
+    import subprocess
+
+    from serving.config import single_model_config
+
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    command = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]["healthcheck"]["test"][1]
+    base = tmp_path / "models" / "gimefive"
+    with LocalServer(single_model_config("gimefive", str(base)), port=0, poll_seconds=0.1, rest_port=0) as srv:
+        check = command.replace("8501", str(srv.rest.port))
+        assert subprocess.run(["sh", "-c", check], timeout=30).returncode != 0  # nothing served yet
+        export_saved_model(tiny_model, tmp_path / "models", "gimefive", SIX.classes)
+        assert srv.registry.wait_until_available("gimefive", 60)
+        assert subprocess.run(["sh", "-c", check], timeout=30).returncode == 0
