@@ -4,6 +4,7 @@ Examples::
 
     python -m fer_keras.export                       # the shipped pretrained GiMeFive (FER2013, six classes)
     python -m fer_keras.export runs/gimefive/best.keras --base models --name gimefive
+    python -m fer_keras.export --ensemble gimefive-fer2013 runs/fer2013-robust/best.keras --flip-tta --name ensemble
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=None,
                    help="a .keras model file (best.keras of a run) or a shipped model name. "
                         "Default: the shipped gimefive-fer2013")
+    p.add_argument("--ensemble", nargs="+", default=None, metavar="MODEL",
+                   help="export these models (.keras or shipped names, one class view and face size) as one "
+                        "SavedModel serving the mean of their probabilities (gradcam: the first model's)")
     p.add_argument("--base", default="models", help="serving base path. Default: %(default)s")
     p.add_argument("--name", default="gimefive", help="model name TF Serving serves it under. Default: %(default)s")
     p.add_argument("--version", type=int, default=None, help="version number. Default: the next free one")
@@ -35,17 +39,26 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_keras import pretrained
 
-    args.model = args.model or pretrained.DEFAULT
+    if args.ensemble and args.model:
+        build_parser().error("give a MODEL or --ensemble MODEL MODEL ..., not both")
+    names = args.ensemble or [args.model or pretrained.DEFAULT]
     try:
-        if not args.model.endswith(".keras") and args.model not in pretrained.available():
-            raise ModelLoadError(f"{args.model}: expected a .keras file or a shipped model name "
-                                 f"({', '.join(pretrained.available())})")
-        model = load_classifier(args.model)
-        taxonomy = infer_taxonomy(model, args.classes)
-        shipped_tta = args.model in pretrained.available() and pretrained.info(args.model).get("flip_tta", False)
-        path = export_saved_model(model, args.base, args.name, taxonomy.classes, version=args.version,
-                                  flip_tta=args.flip_tta or bool(shipped_tta))
-    except (ModelLoadError, pretrained.PretrainedError, FileExistsError) as err:
+        if args.ensemble is not None and len(names) < 2:
+            raise ModelLoadError("--ensemble needs at least two models")
+        for name in names:
+            if not name.endswith(".keras") and name not in pretrained.available():
+                raise ModelLoadError(f"{name}: expected a .keras file or a shipped model name "
+                                     f"({', '.join(pretrained.available())})")
+        models = [load_classifier(name) for name in names]
+        views = {name: infer_taxonomy(m, args.classes).name for name, m in zip(names, models)}
+        if len(set(views.values())) > 1:
+            raise ModelLoadError(f"the ensemble's models have different class views: {views}")
+        taxonomy = infer_taxonomy(models[0], args.classes)
+        shipped_tta = len(names) == 1 and names[0] in pretrained.available() and \
+            pretrained.info(names[0]).get("flip_tta", False)
+        path = export_saved_model(models if args.ensemble else models[0], args.base, args.name, taxonomy.classes,
+                                  version=args.version, flip_tta=args.flip_tta or bool(shipped_tta))
+    except (ModelLoadError, pretrained.PretrainedError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

@@ -15,6 +15,11 @@
 - ``labels``: no input -> ``class_names`` string ``[K]``, so a client can
   learn the class order from the server itself.
 
+An ensemble (several models of one class view and face size) exports the same
+signatures: ``serving_default`` serves the mean of the members' probabilities
+(and logits), each flip-averaged when ``flip_tta``; ``gradcam`` explains with
+the first member (its probabilities are that member's).
+
 The class names are also stored as the asset ``assets/labels.txt``, and
 ``assets.extra/tf_serving_warmup_requests`` holds warm-up requests that TF
 Serving replays before it marks the version available. A version is written
@@ -45,22 +50,28 @@ def next_version(model_dir: Path) -> int:
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model: keras.Model, class_names: list[str], labels_file: str, flip_tta: bool = False):
+    def __init__(self, models: list[keras.Model], class_names: list[str], labels_file: str, flip_tta: bool = False):
         super().__init__()
-        self.model = model
+        self.members = list(models)
         self.flip_tta = flip_tta
-        self.explainer = gradcam_model(model)
+        self.explainer = gradcam_model(self.members[0])
         self.class_names = tf.constant(class_names)
         self.labels_asset = tf.saved_model.Asset(labels_file)
 
-    def classify(self, face):
-        x = tf.cast(face, tf.float32)
-        outputs = self.model(x, training=False)
+    def _one(self, model, x):
+        outputs = model(x, training=False)
         probabilities, logits = outputs["probabilities"], outputs["logits"]
         if self.flip_tta:
-            mirrored = self.model(tf.reverse(x, axis=[2]), training=False)
+            mirrored = model(tf.reverse(x, axis=[2]), training=False)
             probabilities = (probabilities + mirrored["probabilities"]) / 2
             logits = (logits + mirrored["logits"]) / 2
+        return probabilities, logits
+
+    def classify(self, face):
+        x = tf.cast(face, tf.float32)
+        parts = [self._one(model, x) for model in self.members]
+        probabilities = tf.add_n([p for p, _ in parts]) / len(parts)
+        logits = tf.add_n([lg for _, lg in parts]) / len(parts)
         return {
             "probabilities": probabilities,
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
@@ -90,13 +101,14 @@ def _write_warmup(path: Path, model_name: str, face_shape: tuple[int, int, int])
 
 
 def export_saved_model(
-    model: keras.Model, base_path: str | os.PathLike, model_name: str, class_names: list[str] | tuple[str, ...],
-    version: int | None = None, flip_tta: bool = False,
+    model: keras.Model | list[keras.Model], base_path: str | os.PathLike, model_name: str,
+    class_names: list[str] | tuple[str, ...], version: int | None = None, flip_tta: bool = False,
 ) -> Path:
-    """Exports ``model`` for TF Serving and returns the version folder.
+    """Exports ``model`` (or an ensemble of models) for TF Serving and returns the version folder.
 
     Args:
-        model: a Keras model with a ``face`` input and ``probabilities``/``logits`` outputs.
+        model: a Keras model with a ``face`` input and ``probabilities``/``logits`` outputs, or a
+            list of such models of one face size and class count: served as their ensemble.
         base_path: the serving base path.
         model_name: the name TF Serving serves it under.
         class_names: class names in output order.
@@ -106,7 +118,11 @@ def export_saved_model(
     Raises:
         FileExistsError: ``version`` already exists.
     """
-    size = model.input_shape[1]
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    size = models[0].input_shape[1]
+    shapes = {(m.input_shape[1], m.get_layer("probabilities").output.shape[-1]) for m in models}
+    if len(shapes) > 1:
+        raise ValueError(f"the ensemble's models differ in face size or class count: {sorted(shapes)}")
     model_dir = Path(base_path) / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
     version = version or next_version(model_dir)
@@ -117,7 +133,7 @@ def export_saved_model(
     try:
         labels_file = staging / "labels.txt"
         labels_file.write_text("\n".join(class_names) + "\n")
-        module = _ServingModule(model, list(class_names), str(labels_file), flip_tta)
+        module = _ServingModule(models, list(class_names), str(labels_file), flip_tta)
         face = tf.TensorSpec([None, size, size, None], tf.uint8, name="face")
         signatures = {
             "serving_default": tf.function(module.classify, input_signature=[face]),

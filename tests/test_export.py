@@ -73,3 +73,36 @@ def test_export_cli(tmp_path, model, capsys):
     assert (tmp_path / "models" / "g" / "1" / "saved_model.pb").is_file()
     assert export_main([str(tmp_path / "missing.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, capsys):
+    other = build_model("gimefive", width=1 / 16)  # freshly initialised: other weights
+    model.save(tmp_path / "a.keras")
+    other.save(tmp_path / "b.keras")
+    assert export_main(["--ensemble", str(tmp_path / "a.keras"), str(tmp_path / "b.keras"), "--flip-tta",
+                        "--base", str(tmp_path / "models"), "--name", "ens"]) == 0
+    loaded = tf.saved_model.load(str(tmp_path / "models" / "ens" / "1"))
+    assert set(loaded.signatures) == {"serving_default", "gradcam", "labels"}
+    faces = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 1)).astype(np.uint8)
+    x = faces.astype(np.float32)
+
+    def flip_mean(m):
+        return (np.asarray(m(x)["probabilities"]) + np.asarray(m(x[:, :, ::-1])["probabilities"])) / 2
+
+    expected = (flip_mean(model) + flip_mean(other)) / 2
+    out = loaded.signatures["serving_default"](face=tf.constant(faces))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    heat = loaded.signatures["gradcam"](face=tf.constant(faces))
+    np.testing.assert_allclose(heat["probabilities"].numpy(), np.asarray(model(x)["probabilities"]), atol=1e-5)
+    # The evaluation loader takes the ensemble's SavedModel like any other.
+    from fer_keras.loading import load_classifier
+
+    served = load_classifier(tmp_path / "models" / "ens")
+    np.testing.assert_allclose(served.predict(faces)["probabilities"], expected, atol=1e-5)
+    # Bad ensembles: one clear error each.
+    build_model("gimefive", width=1 / 16, num_classes=7).save(tmp_path / "seven.keras")
+    assert export_main(["--ensemble", str(tmp_path / "a.keras"), str(tmp_path / "seven.keras"),
+                        "--base", str(tmp_path / "models")]) == 2
+    assert "different class views" in capsys.readouterr().err
+    assert export_main(["--ensemble", str(tmp_path / "a.keras"), "--base", str(tmp_path / "models")]) == 2
+    assert "at least two models" in capsys.readouterr().err
