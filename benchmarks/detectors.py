@@ -10,7 +10,8 @@ offset of the square's centre from the box centre, in box sides). The framing
 figures on *training* faces are what ``BlazeFaceDetector.FRAMING`` holds.
 
     python -m benchmarks.detectors --faces 300
-    python -m benchmarks.detectors --split train --detectors blazeface-raw --faces 400   # framing calibration
+    python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
+    python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ def make(name: str):
     from fer_keras.detection import BlazeFaceDetector, make_detector
 
     if name.startswith("blazeface"):
-        _, _, variant = name.partition("-")
-        raw = variant.endswith("raw")
-        model = variant.replace("raw", "").strip("-") or "full"
-        return BlazeFaceDetector(model=model, fer_framing=not raw)
+        words = name.split("-")[1:]
+        model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
+        return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words)
     return make_detector(name)
 
 
@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("train", "test"), default="test", help="whose faces to paste")
     p.add_argument("--faces", type=int, default=300, help="faces per size")
     p.add_argument("--detectors", default="blazeface,mtcnn,haar",
-                   help="comma list: mtcnn, haar, blazeface[-full|-back|-short][-raw] (raw: BlazeFace's own box)")
+                   help="comma list: mtcnn, haar, blazeface[-back|-full|-short][-single][-raw] (single: the whole "
+                        "frame only, no tiles; raw: BlazeFace's own box)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
