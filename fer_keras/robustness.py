@@ -281,6 +281,12 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _short_name(model: str) -> str:
+    """A legend name: a run's checkpoint as ``run/best.keras``, other paths by their last part."""
+    p = Path(model)
+    return f"{p.parent.name}/{p.name}" if p.suffix == ".keras" and p.parent.name else p.name
+
+
 def plot_report(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -294,7 +300,7 @@ def plot_report(report: dict, path: Path) -> None:
     for ax, name in zip(axes.flat, names):
         for k, (model, entry) in enumerate(report["models"].items()):
             values = [np.nan if v is None else v for v in entry["shifts"][name]["accuracy"]]
-            line, = ax.plot(report["severities"], values, marker="o", label=Path(model).name if k < 10 else None)
+            line, = ax.plot(report["severities"], values, marker="o", label=_short_name(model) if k < 10 else None)
             ax.axhline(entry["clean"], color=line.get_color(), linestyle=":", linewidth=0.8)
         ax.set_title(name, fontsize=9)
         ax.set_xticks(report["severities"])
