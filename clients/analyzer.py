@@ -161,7 +161,7 @@ class VideoAnalyzer:
         stack = np.stack(crops) if crops else np.zeros((0, self.client.face_size, self.client.face_size, 1), np.uint8)
         return _Chunk(batch, per_frame, stack, self.client.predict_async(stack) if len(stack) else None)
 
-    def _finish(self, chunk: _Chunk, fps: float) -> list[tuple[FrameResult, np.ndarray]]:
+    def _finish(self, chunk: _Chunk, source: FrameSource) -> list[tuple[FrameResult, np.ndarray]]:
         start = time.perf_counter()
         probabilities = chunk.future.result().probabilities if chunk.future is not None else np.zeros((0, 0))
         self.times["classify"] += time.perf_counter() - start
@@ -169,7 +169,7 @@ class VideoAnalyzer:
         results, row = [], 0
         start = time.perf_counter()
         for (index, frame), faces in zip(chunk.frames, chunk.faces):
-            result = FrameResult(index, index / fps)
+            result = FrameResult(index, source.time_of(index))
             canvas = frame.copy()
             others = [face.box for _, face in faces]
             for track, face in faces:
@@ -238,7 +238,7 @@ class VideoAnalyzer:
         def drain(keep: int) -> None:
             nonlocal done_frames, faces_seen
             while len(inflight) > keep:
-                for result, canvas in self._finish(inflight.popleft(), source.fps):
+                for result, canvas in self._finish(inflight.popleft(), source):
                     if log:
                         log.write(json.dumps(result.to_json(self.classes, self.config.margin)) + "\n")
                         log.flush()

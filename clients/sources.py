@@ -7,7 +7,7 @@ OpenCV (``mp4v`` for .mp4, ``MJPG`` for .avi: the codecs the headless wheel has)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -23,13 +23,22 @@ class SourceError(ValueError):
 
 @dataclass
 class FrameSource:
-    """Frames with their rate and count (count is None for a camera)."""
+    """Frames with their rate and count (count is None for a camera).
+
+    ``times`` fills, as frames are read, with each frame's presentation time in seconds where the
+    container gives one (a variable-frame-rate video's real timing); otherwise it stays empty and
+    frame ``i`` is at ``i / fps``.
+    """
 
     frames: Iterator[np.ndarray]
     fps: float
     count: int | None
     name: str
     skipped: list[str]
+    times: list[float] = field(default_factory=list)
+
+    def time_of(self, index: int) -> float:
+        return self.times[index] if index < len(self.times) else index / self.fps
 
 
 def open_source(path: str | None = None, camera: int | None = None, folder_fps: float = 30.0) -> FrameSource:
@@ -56,11 +65,13 @@ def open_source(path: str | None = None, camera: int | None = None, folder_fps: 
         raise SourceError(f"cannot read {p} as a video (no decodable frame)")
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     skipped: list[str] = []
-    return FrameSource(_capture_frames(capture, first, count, skipped), capture.get(cv2.CAP_PROP_FPS) or 30.0, count,
-                       p.stem, skipped)
+    times: list[float] = [max(0.0, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)]  # the first frame's
+    return FrameSource(_capture_frames(capture, first, count, skipped, times), capture.get(cv2.CAP_PROP_FPS) or 30.0,
+                       count, p.stem, skipped, times)
 
 
-def _capture_frames(capture, first=None, count: int | None = None, skipped: list[str] | None = None) -> Iterator[np.ndarray]:
+def _capture_frames(capture, first=None, count: int | None = None, skipped: list[str] | None = None,
+                    times: list[float] | None = None) -> Iterator[np.ndarray]:
     """Decoded frames. Where the container says more frames follow, a frame that does not decode (a
     damaged stretch, a file cut short) is listed in ``skipped`` as ``"frame N"`` and reading goes on
     after it, so a damaged middle costs only its own frames."""
@@ -73,6 +84,8 @@ def _capture_frames(capture, first=None, count: int | None = None, skipped: list
             ok, frame = capture.read()
             if ok:
                 index += 1
+                if times is not None:
+                    times.append(max(0.0, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0))
                 yield to_rgb(frame, "bgr")
                 continue
             if count is None or index >= count or skipped is None:

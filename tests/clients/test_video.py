@@ -260,3 +260,18 @@ def test_client_certificate_flags_are_checked(video, tmp_path, capsys):
     with pytest.raises(SystemExit):
         video_main([str(video), "--tls-ca", str(tmp_path / "missing.pem")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_frame_times_come_from_the_source(server, video, tmp_path):
+    from clients.sources import FrameSource
+
+    source = open_source(str(video))
+    frames = list(source.frames)
+    assert [round(t, 3) for t in source.times[:3]] == [0.0, 0.033, 0.067]  # the container's timestamps
+    # A variable-frame-rate source: irregular times are reported as they are, not as index / fps.
+    times = [0.0, 0.05, 0.07, 0.2, 0.21, 0.4]
+    vfr = FrameSource(iter(frames[:6]), 30.0, 6, "vfr", [], times=list(times))
+    analyzer = VideoAnalyzer(EmotionClient(server.address), AnalyzerConfig(explain="none", batch_frames=4))
+    jsonl = tmp_path / "frames.jsonl"
+    analyzer.run(vfr, jsonl=jsonl, progress=False)
+    assert [json.loads(line)["time"] for line in jsonl.read_text().splitlines()] == times
