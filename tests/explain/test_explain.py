@@ -151,7 +151,8 @@ def test_cli_writes_the_files_it_names(trained, tmp_path):
     names = sorted(p.name for p in out.iterdir())
     assert len([n for n in names if n.endswith("_overlay.png")]) == 6
     assert len([n for n in names if n.endswith("_grid.png")]) == 6
-    assert cv2.imread(str(out / names[0])) is not None
+    assert cv2.imread(str(out / next(n for n in names if n.endswith(".png")))) is not None
+    assert len([n for n in names if n.endswith("_faces.json")]) == 6
     code = explain_main(["--class-means", "--model", str(result.run_dir / "best.keras"), "--out", str(out),
                          "--synthetic-per-class", "12", "--limit", "30"])
     assert code == 0 and (out / "class_means_gradcam.png").is_file()
