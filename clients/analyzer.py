@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -133,8 +134,6 @@ class VideoAnalyzer:
             if window:
                 window = _show(item, stop)
                 if not window:
-                    import sys
-
                     print("warning: no window: this OpenCV has no GUI (the opencv-python-headless wheel); "
                           "frames are still written. README, 'A camera window', says how to get one", file=sys.stderr)
             self.times["encode"] += time.perf_counter() - start

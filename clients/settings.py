@@ -65,3 +65,5 @@ class AnalyzerConfig:
                 raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}")
         if self.margin <= -0.5:
             raise ValueError(f"margin must be above -0.5; got {self.margin}")
+        if not 0 <= self.min_similarity <= 1:
+            raise ValueError(f"min_similarity must be in [0, 1]; got {self.min_similarity}")
