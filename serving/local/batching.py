@@ -50,8 +50,11 @@ class Batcher:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = next(iter(inputs.values())).shape[0]
-        if rows >= self.options.max_batch_size:  # already a full batch
-            return {k: np.asarray(v) for k, v in self.function(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        if rows >= self.options.max_batch_size:  # already full batches: run them max_batch_size rows at a time
+            size = self.options.max_batch_size
+            parts = [{k: np.asarray(v) for k, v in self.function(
+                **{k: tf.constant(v[i:i + size]) for k, v in inputs.items()}).items()} for i in range(0, rows, size)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         future: Future = Future()
         self._queue.put((inputs, rows, future))
         return future.result()

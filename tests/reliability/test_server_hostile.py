@@ -127,3 +127,17 @@ def hostile_server(exported):
     yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
     channel.close()
     srv.stop(grace=0.5)
+
+
+def test_with_server_side_batching_a_large_request_also_runs_in_chunks(exported):
+    from serving.local.batching import BatchingOptions, Batcher
+
+    calls = []
+
+    def signature(face):
+        calls.append(int(face.shape[0]))
+        return {"probabilities": tf.zeros([face.shape[0], 6])}
+
+    batcher = Batcher(signature, BatchingOptions(max_batch_size=64))
+    out = batcher({"face": faces(200)})
+    assert out["probabilities"].shape == (200, 6) and calls == [64, 64, 64, 8]
