@@ -106,3 +106,21 @@ def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, capsys):
     assert "different class views" in capsys.readouterr().err
     assert export_main(["--ensemble", str(tmp_path / "a.keras"), "--base", str(tmp_path / "models")]) == 2
     assert "at least two models" in capsys.readouterr().err
+
+
+def test_a_served_ensemble_answers_the_client_like_a_single_model(tmp_path, model):
+    from clients.client import EmotionClient
+    from serving.config import single_model_config
+    from serving.local.server import LocalServer
+
+    other = build_model("gimefive", width=1 / 16)
+    export_saved_model([model, other], tmp_path / "models", "ens", SIX.classes)
+    with LocalServer(single_model_config("ens", str(tmp_path / "models" / "ens")), port=0, poll_seconds=0) as srv:
+        assert srv.registry.wait_until_available("ens", 60)
+        with EmotionClient(srv.address, "ens", timeout=60) as client:
+            faces = np.random.default_rng(3).integers(0, 256, (4, 64, 64, 1)).astype(np.uint8)
+            x = faces.astype(np.float32)
+            expected = (np.asarray(model(x)["probabilities"]) + np.asarray(other(x)["probabilities"])) / 2
+            np.testing.assert_allclose(client.predict(faces).probabilities, expected, atol=1e-5)
+            prediction, heatmaps = client.explain(faces)  # the video client's gradcam call
+            assert heatmaps.shape[0] == 4 and client.classes == SIX.classes
