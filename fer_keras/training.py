@@ -110,13 +110,16 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     Returns:
         the run directory, final state, test metrics and export path.
     """
+    # A multi-worker strategy configures TensorFlow's collective ops, which must happen before any
+    # other TensorFlow work in the process ("Collective ops must be configured at program startup").
+    strategy = get_strategy(config.strategy)
     fresh = not Path(config.run_dir).exists()
     run_dir, state = _prepare_run_dir(config, resume)
     keras.utils.set_random_seed(resume_seed(config.seed, state.epochs_done))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        return _train(config, run_dir, state, verbose, progress)
+        return _train(config, run_dir, state, verbose, progress, strategy)
     except BaseException:
         if fresh and load_state(run_dir) is None:  # failed before its first epoch: leave no half-made folder
             import shutil
@@ -127,7 +130,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, progress: bool) -> TrainResult:
+def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, progress: bool,
+           strategy: tf.distribute.Strategy) -> TrainResult:
     data = load_data(config.data, progress=progress)
     data.save_table(run_dir / "data_table.csv")
     atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
@@ -153,7 +157,6 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
         steps = min(steps, config.steps_per_epoch)
         train_ds = train_ds.repeat()
 
-    strategy = get_strategy(config.strategy)
     with strategy.scope():
         if state.checkpoint and (run_dir / state.checkpoint).is_file():
             print(f"resuming {run_dir} after epoch {state.epochs_done}")
@@ -173,11 +176,19 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
             return TrainResult(run_dir, state, json.loads((run_dir / "metrics.json").read_text()),
                                Path(export.read_text().strip()) if export.is_file() else None)
     else:
-        model.fit(
-            train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
-            steps_per_epoch=steps if config.steps_per_epoch else None,
-            callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
-        )
+        try:
+            model.fit(
+                train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
+                steps_per_epoch=steps if config.steps_per_epoch else None,
+                callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
+            )
+        except ValueError as err:
+            if config.strategy == "multi-worker" and "PerReplica" in str(err):
+                # Measured with TF 2.21 / Keras 3.15 on two local workers: the strategy starts, then fit fails.
+                raise RunDirError("--strategy multi-worker: Keras 3's fit cannot take a MultiWorkerMirroredStrategy "
+                                  "dataset (it hands PerReplica values to the model; keras-team/keras#20585); use "
+                                  "--strategy mirrored on one machine") from None
+            raise
     return finish_run(config, run_dir, state, data)
 
 
