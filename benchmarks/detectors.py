@@ -17,6 +17,7 @@ figures on *training* faces are what ``BlazeFaceDetector.FRAMING`` holds.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def make(name: str):
 
 
 def measure(detector, frames) -> dict:
-    from fer_keras.robustness import _iou
+    from fer_keras.detection import iou
 
     found, false, ms, ratios, offsets, total = 0, 0, [], [], [], 0
     for frame, placed in frames:
@@ -50,7 +51,7 @@ def measure(detector, frames) -> dict:
         used = set()
         for _, truth in placed:
             total += 1
-            best = max(((_iou(truth, b), j) for j, b in enumerate(boxes) if j not in used), default=(0.0, -1))
+            best = max(((iou(truth, b), j) for j, b in enumerate(boxes) if j not in used), default=(0.0, -1))
             if best[0] >= 0.4:
                 used.add(best[1])
                 found += 1
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
                         "frame only, no tiles; raw: BlazeFace's own box)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if not Path(args.fer2013, args.split).is_dir():
+        print(f"FER2013 not found at {args.fer2013} (its {args.split}/ folder)", file=sys.stderr)
+        return 2
 
     from fer_keras.data.faces import load_faces
     from fer_keras.data.readers.fer2013 import read_fer2013

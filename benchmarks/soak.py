@@ -54,6 +54,19 @@ def export_versions(base: Path, which: str) -> None:
     export_saved_model(model, str(base.parent / "staging"), base.name, SIX.classes, version=2)
 
 
+def model_status(address: str) -> str:
+    """The versions' states in words, from GetModelStatus: e.g. "version 2 AVAILABLE, version 1 END"."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "gimefive"
+        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
+    names = get_model_status_pb2.ModelVersionStatus.State
+    return ", ".join(f"version {v.version} {names.Name(v.state)}" for v in response.model_version_status)
+
+
 class ServerProcess:
     def __init__(self, base: Path, port: int):
         self.base, self.port, self.proc, self.peaks = base, port, None, []
@@ -152,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    with EmotionClient(address, "gimefive", timeout=30) as probe:
-        served = probe._loading_state()[1]  # e.g. "model status: version 2 AVAILABLE, version 1 END"
+    served = model_status(address)
     server.stop()
     for watcher in server.watchers:
         watcher.join(timeout=5)
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {describe()}")
     print(f"model: {'shipped GiMeFive' if args.model == 'shipped' else 'tiny GiMeFive (width 1/16)'}; "
           f"{args.clients} clients (default retries), batch sizes 1-64, server-side batching on")
-    print("events: " + "; ".join(events) + f"; at the end, {served}")
+    print("events: " + "; ".join(events) + f"; at the end: {served}")
     print(f"{len(lat) + failed[0] + lost[0]} requests in {elapsed:.1f} s: {failed[0]} failed, {lost[0]} lost; "
           f"latency p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms")
     for line in sorted(set(errors))[:5]:

