@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / "truth.json").write_text(json.dumps(truth))
     base = args.model_base_path
     if base is None:
-        from fer_keras import pretrained
+        from fer_keras.exporting import serving_base
 
-        base = str(pretrained.serving_base(args.pretrained))
+        base = str(serving_base(args.pretrained))
     server = start_embedded_server("gimefive", base)
     try:
         client = EmotionClient(server.address, "gimefive")

@@ -28,10 +28,17 @@ from tqdm import tqdm
 
 from clients.client import EmotionClient
 from clients.cuts import ShotCutDetector
-from clients.sources import FrameSource, VideoSink
 from clients.settings import AnalyzerConfig
+from clients.sources import FrameSource, VideoSink
 from clients.tracking import IoUTracker, Track, appearance
-from fer_keras.detection import FER_MARGIN, Detector, Face, crop_face, crop_region, make_detector
+from fer_keras.detection import (
+    FER_MARGIN,
+    Detector,
+    Face,
+    crop_face,
+    crop_region,
+    make_detector,
+)
 from fer_keras.explain.overlay import annotate_face
 
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")

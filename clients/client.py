@@ -17,8 +17,14 @@ import grpc
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
 )
+
+from fer_keras.config import DEFAULT_MODEL
 
 # A server that stops while requests are queued ends them with CANCELLED (measured in the soak run,
 # benchmarks/soak.py); Predict has no side effects, so those are retried like UNAVAILABLE.
@@ -97,7 +103,9 @@ def _encode(faces: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def _decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    from tensorflow import make_ndarray  # imported lazily: only decoding needs TensorFlow here
+    from tensorflow import (
+        make_ndarray,  # imported lazily: only decoding needs TensorFlow here
+    )
 
     return make_ndarray(proto)
 
@@ -122,7 +130,7 @@ class EmotionClient:
         connect_timeout: how long to keep retrying the first metadata call (a server starting late).
     """
 
-    def __init__(self, address: str = "127.0.0.1:8500", model: str = "gimefive", *, version: int | None = None,
+    def __init__(self, address: str = "127.0.0.1:8500", model: str = DEFAULT_MODEL, *, version: int | None = None,
                  version_label: str | None = None, signature: str = "serving_default", timeout: float = 10.0,
                  retries: int = 6, backoff: float = 0.2, max_batch: int = 64, credentials=None,
                  max_message_bytes: int = 64 * 1024 * 1024, connect_timeout: float = 30.0):

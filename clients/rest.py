@@ -15,7 +15,14 @@ import urllib.request
 
 import numpy as np
 
-from clients.client import ClientError, ModelNotFound, Prediction, ServerUnavailable, as_uint8_faces
+from clients.client import (
+    ClientError,
+    ModelNotFound,
+    Prediction,
+    ServerUnavailable,
+    as_uint8_faces,
+)
+from fer_keras.config import DEFAULT_MODEL
 
 
 class RestEmotionClient:
@@ -29,7 +36,7 @@ class RestEmotionClient:
         max_batch: most faces per call.
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8501", model: str = "gimefive", *, version: int | None = None,
+    def __init__(self, url: str = "http://127.0.0.1:8501", model: str = DEFAULT_MODEL, *, version: int | None = None,
                  version_label: str | None = None, timeout: float = 30.0, max_batch: int = 64):
         self.url, self.model, self.timeout, self.max_batch = url.rstrip("/"), model, timeout, max_batch
         self.path = f"/v1/models/{model}" + (f"/versions/{version}" if version else

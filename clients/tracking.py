@@ -27,9 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import cv2
+import numpy as np
 
 from fer_keras.detection import Face, iou  # noqa: F401 (iou: imported from here by callers)
 

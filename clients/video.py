@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from clients.settings import AnalyzerConfig
+from fer_keras.config import DEFAULT_MODEL
 from fer_keras.detection import DETECTORS
 
 D = AnalyzerConfig()
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model the embedded server serves when no --model-base-path is given "
                         "(exported once to ~/.cache/fer-keras). Default: %(default)s")
-    s.add_argument("--model", default="gimefive", help="served model name. Default: %(default)s")
+    s.add_argument("--model", default=DEFAULT_MODEL, help="served model name. Default: %(default)s")
     s.add_argument("--version", type=int, default=None, help="model version number")
     s.add_argument("--version-label", default=None, help="model version label (stable, canary)")
     s.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds. Default: %(default)s")
@@ -131,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             if address is None:
                 base = args.model_base_path
                 if base is None:
-                    from fer_keras import pretrained
+                    from fer_keras.exporting import serving_base
 
-                    base = str(pretrained.serving_base(args.pretrained))
+                    base = str(serving_base(args.pretrained))
                 server = start_embedded_server(args.model, base)
                 address = server.address
             client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,

@@ -11,8 +11,8 @@ __all__ = ["pretrained", "__version__"]
 
 
 def __getattr__(name: str):
-    # `fer_keras.pretrained.load(...)` after a bare `import fer_keras`, imported on first use
-    # (importing it eagerly would upset `python -m fer_keras.pretrained`).
+    # `fer_keras.pretrained.load(...)` after a bare `import fer_keras`, imported on first use so that
+    # `import fer_keras` stays light.
     if name == "pretrained":
         import importlib
 

@@ -1,8 +1,12 @@
-"""Training configuration: every default in one place.
+"""Configuration: every default in one place.
 
-The command line (``python -m fer_keras.train``) parses flags into a
-:class:`TrainConfig`; tuning writes ``best_hparams.json`` whose keys are
-field names of this class (``--hparams`` applies them).
+:class:`DataConfig` says which faces to read and how to split them,
+:class:`TrainConfig` how to train on them (the GiMeFive paper's recipe by
+default), :data:`ACCELERATOR_RECIPE` the recipe of the runs on a lent
+accelerator (``fer_keras.portable``). The command lines parse their flags into
+these classes and take their defaults from here; tuning writes
+``best_hparams.json`` whose keys are field names of these classes
+(``--hparams`` applies them).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_keras.data.sources import DataConfig
+from fer_keras.data.readers.common import DatasetError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -22,6 +26,48 @@ CLASS_WEIGHTING = ("none", "balanced")
 # CPU with AMX (BENCHMARKS.md). Evaluation and export always run a float32 copy.
 PRECISIONS = ("float32", "mixed_bfloat16")
 FLIP_TTA = ("auto", "on", "off")
+CLASS_VIEWS = ("six", "seven")
+
+# The architecture trained, exported and served when none is named.
+DEFAULT_MODEL = "gimefive"
+# The shipped weights used when no model is named (fer_keras.pretrained).
+DEFAULT_PRETRAINED = "gimefive-fer2013"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to read and how to split it.
+
+    Attributes:
+        sources: ``NAME=PATH`` specs (NAME one of ``SOURCE_NAMES``); empty means synthetic.
+        classes: class view, "six" (GiMeFive) or "seven" (with neutral).
+        image_size: faces are resized to this side.
+        val_fraction: share of training data carved out for validation where a source has none.
+        test_fraction: share held out for testing where a source has no split at all.
+        fer2013_protocol: "whole-test" (paper) or "standard" (PublicTest validates, PrivateTest tests).
+        label_map: (folder name, emotion) pairs for the ``folders`` reader.
+        synthetic_per_class: synthetic faces per emotion.
+        seed: seed of every split drawn here.
+    """
+
+    sources: tuple[str, ...] = ()
+    classes: str = "six"
+    image_size: int = 64
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    fer2013_protocol: str = "whole-test"
+    label_map: tuple[tuple[str, str], ...] = ()
+    synthetic_per_class: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise DatasetError(f"image_size must be at least 16 pixels; got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DatasetError(f"{name} must be between 0 and 1; got {getattr(self, name)}")
+        if self.synthetic_per_class < 1:
+            raise DatasetError(f"synthetic_per_class must be at least 1; got {self.synthetic_per_class}")
 
 
 @dataclass(frozen=True)
@@ -53,7 +99,7 @@ class TrainConfig:
         strategy: tf.distribute strategy: "default", "mirrored" or "multi-worker".
         run_dir: where checkpoints, metrics and plots go.
         export_base: SavedModel base path (``<base>/<export_name>/<version>/``); "" to skip export.
-        export_name: model name under the export base (TF Serving's model name).
+        export_name: model name under the export base (TF Serving's model name); "" for ``model``.
         steps_per_epoch: cap on training steps per epoch (None: the whole split).
         precision: "float32" or "mixed_bfloat16" (Keras mixed precision) while training.
         flip_tta: flip test-time augmentation for the test evaluation and the
@@ -66,7 +112,7 @@ class TrainConfig:
             validation faces plus a copy of them under the robustness shift suite.
     """
 
-    model: str = "gimefive"
+    model: str = DEFAULT_MODEL
     width: float = 1.0
     model_options: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -86,9 +132,9 @@ class TrainConfig:
     patience: int = 15
     seed: int = 0
     strategy: str = "default"
-    run_dir: str = "runs/gimefive"
+    run_dir: str = f"runs/{DEFAULT_MODEL}"
     export_base: str = "models"
-    export_name: str = "gimefive"
+    export_name: str = ""
     steps_per_epoch: int | None = None
     init_from: str = ""
     precision: str = "float32"
@@ -122,6 +168,11 @@ class TrainConfig:
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be at least 1; got {self.steps_per_epoch}")
 
+    @property
+    def served_name(self) -> str:
+        """The model name under the export base: ``export_name``, or else the architecture's name."""
+        return self.export_name or self.model
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -133,6 +184,15 @@ class TrainConfig:
         if "augment" in values:
             values["augment"] = tuple(values["augment"])
         return TrainConfig(data=data, **values)
+
+
+# The recipe of the runs on a lent accelerator (fer_keras.portable; the shipped models were trained
+# with it): larger batches and a higher peak rate than the paper's, warm-up, cosine decay to zero.
+ACCELERATOR_RECIPE = {
+    "batch_size": 64, "learning_rate": 0.01, "momentum": 0.9, "warmup_epochs": 2, "weight_decay": 5e-4,
+    "label_smoothing": 0.1, "augment": ("flip", "rotate", "zoom", "shift", "erase"), "augment_strength": 1.0,
+    "epochs": 100, "schedule": "cosine", "precision": "float32",
+}
 
 
 def apply_hparams(config: TrainConfig, path: str | Path) -> TrainConfig:

@@ -21,8 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
-from fer_keras.train import add_data_arguments, data_config
 
 
 def build_parser() -> argparse.ArgumentParser:

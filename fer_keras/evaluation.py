@@ -10,18 +10,31 @@ which of the model's classes they come out as, and how confident it is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from fer_keras.data.faces import FaceSet
 
 
+def flip_averaged(outputs_of, faces) -> dict:
+    """Flip test-time augmentation: ``outputs_of(faces)`` averaged, output by output, with the outputs
+    for the mirrored faces. ``faces`` is ``[N, H, W, C]`` (NumPy, TensorFlow or JAX: any array that
+    slices with a negative step); ``outputs_of`` returns a dict of ``[N, ...]`` arrays. Evaluation
+    and the SavedModel export both use this one definition."""
+    plain, mirrored = outputs_of(faces), outputs_of(faces[:, :, ::-1])
+    return {k: (plain[k] + mirrored[k]) / 2 for k in plain}
+
+
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 128, flip_tta: bool = False) -> np.ndarray:
     """Class probabilities for uint8 ``[N, H, W, C]`` faces (optionally averaged with the mirrored faces)."""
-    probs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)["probabilities"]
-    if flip_tta:
-        flipped = model.predict(images[:, :, ::-1].astype(np.float32), batch_size=batch_size, verbose=0)["probabilities"]
-        probs = (probs + flipped) / 2
-    return np.asarray(probs)
+
+    def outputs_of(faces):
+        return {"probabilities": model.predict(faces, batch_size=batch_size, verbose=0)["probabilities"]}
+
+    faces = np.asarray(images, np.float32)
+    outputs = flip_averaged(outputs_of, faces) if flip_tta else outputs_of(faces)
+    return np.asarray(outputs["probabilities"])
 
 
 def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -105,3 +118,29 @@ def unseen_class_report(model, faces: FaceSet, model_classes: tuple[str, ...], *
             "mean_top_probability": float(probs.max(1).mean()),
         }
     return report
+
+
+def fixed_sample(source: str, root: str | Path, classes: list[str], size: int, every: int = 10) -> FaceSet:
+    """A fixed sample of a dataset's test faces: every ``every``-th image of the
+    test split of ``source`` (a reader name: fer2013, ferplus, ...) sorted by
+    name, in the model's class view, decoded as in training."""
+    from fer_keras.data.faces import load_faces
+    from fer_keras.data.sources import READERS
+    from fer_keras.data.taxonomy import TAXONOMIES
+
+    if source not in READERS:
+        raise ValueError(f"unknown sample source {source!r}; choose one of: {', '.join(READERS)}")
+    taxonomy = next(t for t in TAXONOMIES.values() if list(t.classes) == list(classes))
+    records = sorted((r for r in READERS[source](str(root))[0]
+                      if r.split == "test" and taxonomy.index(r.emotion) is not None), key=lambda r: r.name)
+    faces, _, _ = load_faces(records[::every], taxonomy, size, progress=False)
+    return faces
+
+
+def sample_accuracy(model, source: str, root: str | Path, classes: list[str], size: int, every: int = 10,
+                    flip_tta: bool = False) -> dict:
+    """Accuracy of ``model`` on :func:`fixed_sample` (with flip TTA when the model ships with it)."""
+    faces = fixed_sample(source, root, classes, size, every)
+    predicted = predict_probabilities(model, faces.images, flip_tta=flip_tta).argmax(1)
+    return {"source": source, "every": every, "n": int(len(faces)),
+            "accuracy": round(float((predicted == faces.labels).mean()), 4), "flip_tta": flip_tta}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fer_keras.config import CLASS_VIEWS, DEFAULT_MODEL
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__,
@@ -23,21 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export these models (.keras or shipped names, one class view and face size) as one "
                         "SavedModel serving the mean of their probabilities (gradcam: the first model's)")
     p.add_argument("--base", default="models", help="serving base path. Default: %(default)s")
-    p.add_argument("--name", default="gimefive", help="model name TF Serving serves it under. Default: %(default)s")
+    p.add_argument("--name", default=DEFAULT_MODEL, help="model name TF Serving serves it under. Default: %(default)s")
     p.add_argument("--version", type=int, default=None, help="version number. Default: the next free one")
     p.add_argument("--flip-tta", action="store_true",
                    help="serve the mean prediction of each face and its mirror image (a shipped model: as it ships)")
-    p.add_argument("--classes", choices=("six", "seven"), default=None,
+    p.add_argument("--classes", choices=CLASS_VIEWS, default=None,
                    help="class view. Default: from the model's output size")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fer_keras import pretrained
     from fer_keras.exporting import export_saved_model
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
-
-    from fer_keras import pretrained
 
     if args.ensemble and args.model:
         build_parser().error("give a MODEL or --ensemble MODEL MODEL ..., not both")

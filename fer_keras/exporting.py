@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fer_keras.evaluation import flip_averaged
 from fer_keras.explain.cams import gradcam_model, gradcam_tape
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -59,13 +60,12 @@ class _ServingModule(tf.Module):
         self.labels_asset = tf.saved_model.Asset(labels_file)
 
     def _one(self, model, x):
-        outputs = model(x, training=False)
-        probabilities, logits = outputs["probabilities"], outputs["logits"]
-        if self.flip_tta:
-            mirrored = model(tf.reverse(x, axis=[2]), training=False)
-            probabilities = (probabilities + mirrored["probabilities"]) / 2
-            logits = (logits + mirrored["logits"]) / 2
-        return probabilities, logits
+        def outputs_of(faces):
+            outputs = model(faces, training=False)
+            return {"probabilities": outputs["probabilities"], "logits": outputs["logits"]}
+
+        outputs = flip_averaged(outputs_of, x) if self.flip_tta else outputs_of(x)
+        return outputs["probabilities"], outputs["logits"]
 
     def classify(self, face):
         x = tf.cast(face, tf.float32)
@@ -147,3 +147,32 @@ def export_saved_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def serving_base(name: str | None = None, cache: Path | None = None) -> Path:
+    """A TF Serving base path holding the shipped model ``name`` (default: the default model) as
+    SavedModel version 1.
+
+    Exported once into ``cache`` (default ``$FER_KERAS_CACHE/serving/<name>``,
+    ``FER_KERAS_CACHE`` defaulting to ``~/.cache/fer-keras``) and reused while the
+    shipped weights keep their checksums.
+    """
+    from fer_keras import pretrained
+    from fer_keras.data.taxonomy import TAXONOMIES
+
+    name = name or pretrained.DEFAULT
+    meta = pretrained.info(name)
+    digest = pretrained.weights_digest(meta)
+    root = Path(os.environ.get("FER_KERAS_CACHE", Path.home() / ".cache" / "fer-keras"))
+    base = Path(cache) if cache else root / "serving" / name
+    stamp = base / "weights.sha256"
+    version = base / "1"
+    if (version / "saved_model.pb").is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return base
+    if version.exists():
+        shutil.rmtree(version)
+    taxonomy = next(t for t in TAXONOMIES.values() if list(t.classes) == meta["classes"])
+    export_saved_model(pretrained.load(name), str(base.parent), base.name, taxonomy.classes, version=1,
+                       flip_tta=bool(meta.get("flip_tta", False)))
+    stamp.write_text(digest + "\n")
+    return base

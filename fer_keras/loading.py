@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.data.taxonomy import TAXONOMIES, Taxonomy
-
 # Importing registers the custom layers and optimizers the .keras files refer to.
 import fer_keras.models  # noqa: F401
 import fer_keras.optim  # noqa: F401
+from fer_keras import pretrained
+from fer_keras.data.taxonomy import TAXONOMIES, Taxonomy
 
 
 class ModelLoadError(ValueError):
@@ -64,14 +64,18 @@ def as_float32(model: keras.Model) -> keras.Model:
 
 
 def load_classifier(path: str | Path):
-    """A ``.keras`` model (loaded in Keras safe mode), a SavedModel folder (version
-    folder or its parent), or the name of a model shipped in the package
+    """A ``.keras`` model (loaded in Keras safe mode), a weights manifest (``NAME.json`` of
+    ``fer_keras.pretrained``'s format, as ``fer_keras.portable train`` writes), a SavedModel folder
+    (version folder or its parent), or the name of a model shipped in the package
     (``fer_keras.pretrained.available()``, e.g. "gimefive-fer2013")."""
-    from fer_keras import pretrained
-
     p = Path(path)
     if not p.exists() and str(path) in pretrained.available():
         return pretrained.load(str(path))
+    if p.suffix == ".json":
+        try:
+            return pretrained.model_from_weights(p)
+        except pretrained.PretrainedError as err:
+            raise ModelLoadError(str(err)) from None
     if p.suffix == ".keras":
         if not p.is_file():
             raise ModelLoadError(f"model file {p} does not exist")
@@ -88,7 +92,8 @@ def load_classifier(path: str | Path):
             p = p / str(versions[-1])
         return SavedModelClassifier(p)
     shipped = ", ".join(pretrained.available()) or "none"
-    raise ModelLoadError(f"{p} is neither a .keras file, a SavedModel folder nor a shipped model name ({shipped})")
+    raise ModelLoadError(f"{p} is neither a .keras file, a weights manifest (.json), a SavedModel folder nor a "
+                         f"shipped model name ({shipped})")
 
 
 class EnsembleClassifier:

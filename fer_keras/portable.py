@@ -46,12 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_keras.config import ACCELERATOR_RECIPE as R
+from fer_keras.config import DEFAULT_MODEL, PRECISIONS
 from fer_keras.data.taxonomy import get_taxonomy
 
 START = time.monotonic()
 PART_BYTES = 15 * 10**6
 SAVE_INTERVAL_S = 30.0
-FORMAT = "fer-keras-portable-1"
+FORMAT = "fer-keras-portable-1"  # of the packed face files
 
 
 class PortableError(ValueError):
@@ -209,36 +211,13 @@ def epochs_that_fit(done: int, epoch_seconds: float, now: float, deadline: float
     return max(done, min(cap, done + more))
 
 
-def _save_weights(arrays: list[np.ndarray], out: Path, name: str, manifest: dict) -> None:
-    """float16 parts of at most PART_BYTES, then the manifest (written last, atomically)."""
-    parts, current, size = [], {}, 0
-    for i, a in enumerate(arrays):
-        half = a.astype(np.float16)
-        if current and size + half.nbytes > PART_BYTES:
-            parts.append(current)
-            current, size = {}, 0
-        current[f"w{i:03d}"] = half
-        size += half.nbytes
-    parts.append(current)
-    files = []
-    for k, part in enumerate(parts):
-        path = out / f"{name}-part{k}.npz"
-        buf = io.BytesIO()
-        np.savez(buf, **part)
-        path.write_bytes(buf.getvalue())
-        files.append({"file": path.name, "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
-    manifest = {**manifest, "format": FORMAT, "arrays": len(arrays), "parts": files}
-    tmp = out / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / f"{name}.json")
-
-
 def train_packed(args: argparse.Namespace) -> dict:
     import keras
 
     from fer_keras.data.augment import augmentation
-    from fer_keras.models import build_model
+    from fer_keras.models import architecture_record, build_from_architecture
     from fer_keras.optim import CoupledSGD
+    from fer_keras.pretrained import write_weights
 
     if args.deadline and args.warmup_epochs < 2:
         raise PortableError("--deadline needs --warmup-epochs >= 2 (the second epoch is timed before the schedule is fixed)")
@@ -264,14 +243,14 @@ def train_packed(args: argparse.Namespace) -> dict:
     augment = augmentation(names, args.augment_strength, args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_dtype_policy(args.precision)
-    architecture = {"model": args.model, "width": args.width, "image_size": size, "channels": 1, "options": {}}
+    architecture = architecture_record(args.model, size, args.width)
     if args.init_from:
         base, architecture = _initial_model(args.init_from, len(classes))
         if architecture["image_size"] != size:
             raise PortableError(f"--init-from {args.init_from} takes {architecture['image_size']} px faces, "
                                 f"{', '.join(args.packed)} holds {size} px")
     else:
-        base = build_model(args.model, num_classes=len(classes), input_size=size, channels=1, width=args.width)
+        base = build_from_architecture(architecture, len(classes))
     # Keras marks its rotate/zoom/shift layers as unfit for XLA (TensorFlow's image transform op is), which
     # would run every step eagerly: 0.37 s per batch of 64 on an H200. JAX's own transforms compile.
     jax_compiled = keras.backend.backend() == "jax"
@@ -321,10 +300,11 @@ def train_packed(args: argparse.Namespace) -> dict:
             print(f"stopping after epoch {epoch}: the next would pass the deadline", flush=True)
             total = epoch
         if best_weights is not None and (now - saved_at > SAVE_INTERVAL_S or epoch >= total):
-            _save_weights(best_weights, out, args.name, {**manifest, "history": history, "epochs_done": epoch})
+            write_weights(best_weights, out, args.name, {**manifest, "history": history, "epochs_done": epoch},
+                          PART_BYTES)
             saved_at = now
     manifest.update(history=history, epochs_done=epoch)
-    _save_weights(best_weights, out, args.name, manifest)
+    write_weights(best_weights, out, args.name, manifest, PART_BYTES)
     print(f"best val accuracy {best:.4f} at epoch {manifest['best_epoch']} of {epoch}; "
           f"wrote {out / (args.name + '.json')} ({time.monotonic() - START:.0f} s)", flush=True)
     return manifest
@@ -338,22 +318,21 @@ def _val_accuracy(row: dict) -> float:
 
 
 def _initial_model(source: str, num_classes: int):
-    """(model, architecture) starting from a shipped model name or a portable manifest (``.json``).
+    """(model, architecture) starting from a shipped model name or a weights manifest (``.json``).
     With another class count (six-class FER2013 weights for seven-class FER+) every layer but a
     fresh ``logits`` head is copied."""
     from fer_keras import pretrained
-    from fer_keras.models import build_model, transfer_weights
+    from fer_keras.models import build_from_architecture, transfer_weights
 
     if source.endswith(".json"):
         donor = model_from_manifest(source)
-        architecture = json.loads(Path(source).read_text())["architecture"]
+        architecture = pretrained.read_manifest(source)["architecture"]
     else:
         donor = pretrained.load(source)
-        architecture = {"channels": 1, "width": 1.0, "options": {}, **pretrained.info(source)["architecture"]}
+        architecture = pretrained.info(source)["architecture"]
     if donor.output["logits"].shape[-1] == num_classes:
         return donor, architecture
-    model = build_model(architecture["model"], num_classes=num_classes, input_size=architecture["image_size"],
-                        channels=architecture["channels"], width=architecture["width"], **architecture["options"])
+    model = build_from_architecture(architecture, num_classes)
     kept = transfer_weights(donor, model, f"--init-from {source}")
     print(f"--init-from {source}: {donor.output['logits'].shape[-1]} classes there, {num_classes} here; "
           f"freshly initialised: {', '.join(kept)}", flush=True)
@@ -365,37 +344,19 @@ def _initial_model(source: str, num_classes: int):
 
 def model_from_manifest(path: str | Path):
     """The float32 Keras model whose weights a ``train`` manifest names (parts beside it, checksums checked)."""
-    from fer_keras.models import build_model
+    from fer_keras.pretrained import PretrainedError, model_from_weights
 
-    path = Path(path)
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise PortableError(f"{path}: not a readable weights manifest ({err})") from None
-    if manifest.get("format") != FORMAT:
-        raise PortableError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    arrays: dict[str, np.ndarray] = {}
-    for part in manifest["parts"]:
-        part_path = path.parent / part["file"]
-        if not part_path.is_file() or hashlib.sha256(part_path.read_bytes()).hexdigest() != part["sha256"]:
-            raise PortableError(f"{part_path} is missing or does not match its checksum")
-        with np.load(part_path) as data:
-            arrays.update({k: data[k] for k in data.files})
-    arch = manifest["architecture"]
-    model = build_model(arch["model"], num_classes=len(manifest["classes"]), input_size=arch["image_size"],
-                        channels=arch["channels"], width=arch["width"], **arch["options"])
-    weights = [arrays[f"w{i:03d}"].astype(np.float32) for i in range(manifest["arrays"])]
-    if [w.shape for w in weights] != [tuple(w.shape) for w in model.weights]:
-        raise PortableError(f"{path}: the weights do not fit the {arch['model']} architecture")
-    model.set_weights(weights)
-    return model
+        return model_from_weights(path)
+    except PretrainedError as err:
+        raise PortableError(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- command line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fer_keras.train import add_data_arguments
+    from fer_keras.cli import add_data_arguments
 
     p = argparse.ArgumentParser(prog="python -m fer_keras.portable", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -411,23 +372,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("packed", nargs="+", help="the file(s) written by pack (every shard)")
     tr.add_argument("--out", required=True, help="folder for NAME.json and NAME-partK.npz")
     tr.add_argument("--name", default="run", help="file name stem. Default: %(default)s")
-    tr.add_argument("--model", default="gimefive", help="architecture. Default: %(default)s")
+    tr.add_argument("--model", default=DEFAULT_MODEL, help="architecture. Default: %(default)s")
     tr.add_argument("--width", type=float, default=1.0, help="layer width multiplier (1 = published). Default: %(default)s")
     tr.add_argument("--init-from", default="", help="a shipped model name or a manifest .json to start from")
-    tr.add_argument("--epochs", type=int, default=100, help="maximum epochs. Default: %(default)s")
+    tr.add_argument("--epochs", type=int, default=R["epochs"], help="maximum epochs. Default: %(default)s")
     tr.add_argument("--deadline", type=float, default=0.0,
                     help="seconds after start by which training must end (0: none); fixes the epoch count after epoch 2")
-    tr.add_argument("--batch-size", type=int, default=64, help="Default: %(default)s")
-    tr.add_argument("--lr", type=float, default=0.01, help="peak learning rate. Default: %(default)s")
-    tr.add_argument("--momentum", type=float, default=0.9, help="Default: %(default)s")
+    tr.add_argument("--batch-size", type=int, default=R["batch_size"], help="Default: %(default)s")
+    tr.add_argument("--lr", type=float, default=R["learning_rate"], help="peak learning rate. Default: %(default)s")
+    tr.add_argument("--momentum", type=float, default=R["momentum"], help="Default: %(default)s")
     tr.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    tr.add_argument("--warmup-epochs", type=int, default=2, help="Default: %(default)s")
-    tr.add_argument("--weight-decay", type=float, default=5e-4, help="coupled L2. Default: %(default)s")
-    tr.add_argument("--label-smoothing", type=float, default=0.1, help="Default: %(default)s")
-    tr.add_argument("--augment", default="flip,rotate,zoom,shift,erase", help="Default: %(default)s")
-    tr.add_argument("--augment-strength", type=float, default=1.0, help="Default: %(default)s")
+    tr.add_argument("--warmup-epochs", type=int, default=R["warmup_epochs"], help="Default: %(default)s")
+    tr.add_argument("--weight-decay", type=float, default=R["weight_decay"], help="coupled L2. Default: %(default)s")
+    tr.add_argument("--label-smoothing", type=float, default=R["label_smoothing"], help="Default: %(default)s")
+    tr.add_argument("--augment", default=",".join(R["augment"]), help="Default: %(default)s")
+    tr.add_argument("--augment-strength", type=float, default=R["augment_strength"], help="Default: %(default)s")
     tr.add_argument("--soft-labels", action="store_true", help="train on vote distributions (FER+)")
-    tr.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
+    tr.add_argument("--precision", choices=(*PRECISIONS, "mixed_float16"), default=R["precision"],
                     help="Default: %(default)s")
     tr.add_argument("--seed", type=int, default=0, help="Default: %(default)s")
 
@@ -444,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "pack":
-            from fer_keras.train import data_config
+            from fer_keras.cli import data_config
 
             summary = pack_faces(data_config(args, seed=args.seed), args.out, int(args.shard_megabytes * 1e6))
             print(json.dumps(summary))

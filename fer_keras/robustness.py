@@ -31,9 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
 from fer_keras.data.shifts import MAX_SEVERITY, SHIFTS, apply_shift
-from fer_keras.train import add_data_arguments, data_config
 
 DETECTOR_PREFIX = "detector-"
 # Face sizes (pixels) in the 640x480 scenes at severities 1-5.

@@ -19,13 +19,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.checkpointing import RunCheckpoint, RunState, atomic_write_text, load_state
-from fer_keras.config import TrainConfig
-from fer_keras.data.integrity import leaked_mask
-from fer_keras.data.pipeline import augmentation, class_weights, make_dataset, mixer, robust_strength
-from fer_keras.data.shifts import mixed_shifts
+from fer_keras.checkpointing import (
+    RunCheckpoint,
+    RunState,
+    atomic_write_text,
+    load_state,
+)
+from fer_keras.config import DataConfig, TrainConfig
 from fer_keras.data.faces import FaceSet
-from fer_keras.data.sources import DataConfig, LoadedData, load_data
+from fer_keras.data.integrity import leaked_mask
+from fer_keras.data.pipeline import (
+    augmentation,
+    class_weights,
+    make_dataset,
+    mixer,
+    robust_strength,
+)
+from fer_keras.data.shifts import mixed_shifts
+from fer_keras.data.sources import LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
 from fer_keras.loading import as_float32, load_classifier
@@ -254,7 +265,7 @@ def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: Loaded
               f"without {metrics['leaked']} leaked faces: {metrics['accuracy_without_leaked']}")
     export_path = None
     if config.export_base:
-        export_path = export_saved_model(best, config.export_base, config.export_name, data.taxonomy.classes,
+        export_path = export_saved_model(best, config.export_base, config.served_name, data.taxonomy.classes,
                                          flip_tta=flip_tta)
         atomic_write_text(run_dir / "export.txt", str(export_path) + "\n")
         print(f"exported SavedModel to {export_path}")

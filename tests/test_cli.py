@@ -65,14 +65,14 @@ def test_evaluate_cli_on_a_trained_model(tmp_path, capsys):
 
 
 def test_evaluate_several_models_as_one_ensemble(tmp_path, capsys):
+    import keras
+
     from fer_keras.data.faces import load_faces
     from fer_keras.data.synthetic import synthetic_records
     from fer_keras.data.taxonomy import SIX
     from fer_keras.evaluation import classification_report, predict_probabilities
     from fer_keras.loading import load_classifier
     from fer_keras.models import build_model
-
-    import keras
 
     paths = []
     for seed in (1, 2):

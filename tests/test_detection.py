@@ -6,7 +6,16 @@ import pytest
 import skimage.data
 
 from fer_keras.detection import (
-    LANDMARK_NAMES, Face, HaarDetector, MTCNNDetector, WholeImage, crop_face, crop_region, make_detector, read_rgb, to_rgb,
+    LANDMARK_NAMES,
+    Face,
+    HaarDetector,
+    MTCNNDetector,
+    WholeImage,
+    crop_face,
+    crop_region,
+    make_detector,
+    read_rgb,
+    to_rgb,
 )
 
 

@@ -3,7 +3,11 @@ import numpy as np
 from fer_keras.data.faces import load_faces
 from fer_keras.data.synthetic import synthetic_records
 from fer_keras.data.taxonomy import SEVEN, SIX
-from fer_keras.evaluation import classification_report, evaluate_faces, unseen_class_report
+from fer_keras.evaluation import (
+    classification_report,
+    evaluate_faces,
+    unseen_class_report,
+)
 
 
 def test_classification_report_by_hand():

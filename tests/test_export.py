@@ -6,8 +6,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from fer_keras.data.taxonomy import SIX
-from fer_keras.exporting import WARMUP_FILE, export_saved_model, next_version
 from fer_keras.export import main as export_main
+from fer_keras.exporting import WARMUP_FILE, export_saved_model, next_version
 from fer_keras.models import build_model
 
 

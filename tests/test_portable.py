@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from fer_keras import portable
-from fer_keras.portable import PortableError, epoch_learning_rate, epochs_that_fit, load_packed, model_from_manifest
+from fer_keras.portable import (
+    PortableError,
+    epoch_learning_rate,
+    epochs_that_fit,
+    load_packed,
+    model_from_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_ARGS = ["--image-size", "32", "--synthetic-per-class", "12"]
@@ -137,9 +143,10 @@ def test_train_then_unpack_round_trip(packed, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "tiny.keras").is_file() and (tmp_path / "curves.png").stat().st_size > 1000
 
     from fer_keras import pretrained
+    from fer_keras.pretrained.__main__ import main as pretrained_cli
 
     shipped = tmp_path / "shipped"
-    assert pretrained.main(["pack", str(tmp_path / "tiny.keras"), "--name", "tiny", "--manifest", str(out / "tiny.json"),
+    assert pretrained_cli(["pack", str(tmp_path / "tiny.keras"), "--name", "tiny", "--manifest", str(out / "tiny.json"),
                             "--flip-tta", "--out", str(shipped)]) == 0
     meta = pretrained.info("tiny", shipped)
     assert meta["recipe"]["trainer"] == "fer_keras.portable" and meta["recipe"]["width"] == 0.0625
@@ -150,7 +157,7 @@ def test_train_then_unpack_round_trip(packed, tmp_path, monkeypatch, capsys):
     # a JSON that is not a training manifest: one clear error naming what it lacks, nothing written
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"architecture": manifest["architecture"]}))
-    assert pretrained.main(["pack", str(tmp_path / "tiny.keras"), "--name", "other", "--manifest", str(wrong),
+    assert pretrained_cli(["pack", str(tmp_path / "tiny.keras"), "--name", "other", "--manifest", str(wrong),
                             "--out", str(shipped)]) == 2
     err = capsys.readouterr().err
     assert "not a fer_keras.portable manifest" in err and "best_epoch" in err and "Traceback" not in err

@@ -8,8 +8,11 @@ import pytest
 
 from fer_keras import pretrained
 from fer_keras.data.synthetic import draw_face
+from fer_keras.evaluation import fixed_sample
+from fer_keras.exporting import serving_base
 from fer_keras.loading import ModelLoadError, load_classifier
 from fer_keras.models import build_model, trainable_parameters
+from fer_keras.pretrained.__main__ import main as pretrained_cli
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +97,10 @@ def test_pack_round_trip_in_half_precision(tmp_path):
 
 def test_serving_base_exports_once_and_reuses_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_KERAS_CACHE", str(tmp_path))
-    base = pretrained.serving_base()
+    base = serving_base()
     assert base == tmp_path / "serving" / pretrained.DEFAULT and (base / "1" / "saved_model.pb").is_file()
     stamp = (base / "1" / "saved_model.pb").stat().st_mtime_ns
-    assert pretrained.serving_base() == base and (base / "1" / "saved_model.pb").stat().st_mtime_ns == stamp
+    assert serving_base() == base and (base / "1" / "saved_model.pb").stat().st_mtime_ns == stamp
     from fer_keras.loading import SavedModelClassifier
 
     served = SavedModelClassifier(base / "1")
@@ -123,11 +126,11 @@ def test_export_and_explain_default_to_the_shipped_model(tmp_path, capsys):
 
 
 def test_command_line_lists_and_prints_cards(capsys):
-    assert pretrained.main(["list"]) == 0
+    assert pretrained_cli(["list"]) == 0
     assert pretrained.DEFAULT in capsys.readouterr().out
-    assert pretrained.main(["card"]) == 0
+    assert pretrained_cli(["card"]) == 0
     assert "# Model card: gimefive-fer2013" in capsys.readouterr().out
-    assert pretrained.main(["card", "nope"]) == 2
+    assert pretrained_cli(["card", "nope"]) == 2
     assert "no pretrained model 'nope'" in capsys.readouterr().err
 
 
@@ -145,16 +148,16 @@ def test_measure_records_the_test_report_and_a_fixed_sample(tmp_path, capsys):
               "by_subset": {"PrivateTest": {"n": 18, "accuracy": 0.5}},
               "per_class": {c: {"recall": 0.5} for c in six}}
     (tmp_path / "report.json").write_text(json.dumps(report))
-    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--report", str(tmp_path / "report.json"),
+    assert pretrained_cli(["measure", "tiny", "--out", str(tmp_path), "--report", str(tmp_path / "report.json"),
                             "--sample", f"fer2013={data}"]) == 0
     meta = pretrained.info("tiny", tmp_path)
     assert meta["test"]["accuracy"] == 0.5 and meta["test"]["by_subset"] == {"PrivateTest": 0.5}
     assert meta["sample"]["source"] == "fer2013" and meta["sample"]["n"] == 2  # faces 0 and 10 of the 18, by name
-    faces = pretrained.fixed_sample("fer2013", data, six, 32)
+    faces = fixed_sample("fer2013", data, six, 32)
     predicted = pretrained.load("tiny", tmp_path).predict(faces.images.astype(np.float32), verbose=0)["probabilities"]
     assert meta["sample"]["accuracy"] == round(float((predicted.argmax(1) == faces.labels).mean()), 4)
     capsys.readouterr()
-    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--sample", str(data)]) == 2
+    assert pretrained_cli(["measure", "tiny", "--out", str(tmp_path), "--sample", str(data)]) == 2
     assert "--sample needs SOURCE=PATH" in capsys.readouterr().err
-    assert pretrained.main(["measure", "tiny", "--out", str(tmp_path), "--sample", f"lfw={data}"]) == 2
+    assert pretrained_cli(["measure", "tiny", "--out", str(tmp_path), "--sample", f"lfw={data}"]) == 2
     assert "unknown sample source 'lfw'" in capsys.readouterr().err

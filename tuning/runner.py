@@ -11,8 +11,8 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from fer_keras.config import TrainConfig
-from fer_keras.data.sources import DataConfig, load_data
+from fer_keras.config import DataConfig, TrainConfig
+from fer_keras.data.sources import load_data
 from tuning.hypermodel import FERHyperModel, trial_config
 
 OBJECTIVES = {"val_accuracy": ("val_probabilities_accuracy", "max"), "val_loss": ("val_loss", "min")}

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
-from fer_keras.train import add_data_arguments, data_config
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.data.augment import AUGMENTATIONS, MIX_ALPHA, MIXES, augmentation, check_names
+from fer_keras.data.augment import (
+    AUGMENTATIONS,
+    MIX_ALPHA,
+    MIXES,
+    augmentation,
+    check_names,
+)
 from fer_keras.data.faces import FaceSet
 from fer_keras.data.shifts import robust_augment
 

@@ -17,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from fer_keras.detection import DETECTORS, FER_MARGIN
+from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
-from fer_keras.train import add_data_arguments, data_config
+from fer_keras.detection import DETECTORS, FER_MARGIN
 
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "layercam", "saliency")
 

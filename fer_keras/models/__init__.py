@@ -38,6 +38,20 @@ def build_model(name: str, **kwargs) -> keras.Model:
     return builder(**kwargs)
 
 
+def architecture_record(model: str, image_size: int, width: float = 1.0, channels: int = 1,
+                        options: dict | None = None) -> dict:
+    """How to build a model, as weights manifests and run configs store it."""
+    return {"model": model, "width": float(width), "image_size": int(image_size), "channels": int(channels),
+            "options": dict(options or {})}
+
+
+def build_from_architecture(architecture: dict, num_classes: int) -> keras.Model:
+    """The model an architecture record (:func:`architecture_record`) describes, freshly initialised."""
+    arch = {"width": 1.0, "channels": 1, "options": {}, **architecture}
+    return build_model(arch["model"], num_classes=num_classes, input_size=arch["image_size"],
+                       channels=arch["channels"], width=arch["width"], **arch["options"])
+
+
 def transfer_weights(donor: keras.Model, model: keras.Model, source: str = "the donor") -> list[str]:
     """Copies ``donor``'s weights into ``model`` layer by layer, matched by name.
 
@@ -73,5 +87,5 @@ def non_trainable_parameters(model: keras.Model) -> int:
     return int(sum(int(w.numpy().size) for w in model.non_trainable_weights))
 
 
-__all__ = ["MODELS", "FacePreprocessing", "build_model", "conv_net", "trainable_parameters", "non_trainable_parameters",
+__all__ = ["MODELS", "FacePreprocessing", "architecture_record", "build_from_architecture", "build_model", "conv_net", "trainable_parameters", "non_trainable_parameters",
            "transfer_weights"]

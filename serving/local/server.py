@@ -18,8 +18,12 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-    prediction_log_pb2, prediction_service_pb2_grpc,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -7,7 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from clients.client import EmotionClient, ModelNotFound, ServerUnavailable, SignatureMismatch
+from clients.client import (
+    EmotionClient,
+    ModelNotFound,
+    ServerUnavailable,
+    SignatureMismatch,
+)
 from fer_keras.data.taxonomy import SIX
 from serving.config import single_model_config
 from serving.local.server import LocalServer

@@ -1,7 +1,13 @@
 import pytest
 
 from fer_keras.data.taxonomy import (
-    AFFECTNET_IDS, FER2013_IDS, RAFDB_IDS, SEVEN, SIX, canonical_emotion, get_taxonomy,
+    AFFECTNET_IDS,
+    FER2013_IDS,
+    RAFDB_IDS,
+    SEVEN,
+    SIX,
+    canonical_emotion,
+    get_taxonomy,
 )
 
 

@@ -14,7 +14,13 @@ from fer_keras.data.sources import DataConfig, load_data
 from fer_keras.data.synthetic import synthetic_records, write_class_folders
 from fer_keras.data.taxonomy import SIX
 from fer_keras.explain.__main__ import main as explain_main
-from fer_keras.explain.cams import METHODS, explain, gradcam_model, gradcam_tape, normalize_maps
+from fer_keras.explain.cams import (
+    METHODS,
+    explain,
+    gradcam_model,
+    gradcam_tape,
+    normalize_maps,
+)
 from fer_keras.explain.faithfulness import area_under, faithfulness_report, report_table
 from fer_keras.explain.overlay import annotate_face, colorize, overlay_heatmap
 from fer_keras.exporting import export_saved_model

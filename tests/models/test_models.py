@@ -1,8 +1,14 @@
+import keras
 import numpy as np
 import pytest
-import keras
 
-from fer_keras.models import MODELS, FacePreprocessing, build_model, non_trainable_parameters, trainable_parameters
+from fer_keras.models import (
+    MODELS,
+    FacePreprocessing,
+    build_model,
+    non_trainable_parameters,
+    trainable_parameters,
+)
 from fer_keras.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 # (model, trainable, non-trainable) at width 1, 6 classes, 64x64: the paper's figures.

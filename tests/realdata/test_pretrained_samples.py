@@ -3,6 +3,7 @@
 import pytest
 
 from fer_keras import pretrained
+from fer_keras.evaluation import sample_accuracy
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.realdata
@@ -19,7 +20,7 @@ def test_shipped_weights_score_their_published_figures_on_a_fixed_test_sample(na
     root = SHARED_DATA / folder
     if not (root / marker).exists():
         pytest.skip(f"{published['source']} not found at {root} (set FER_KERAS_SHARED_DATA)")
-    measured = pretrained.sample_accuracy(pretrained.load(name), published["source"], root, meta["classes"],
+    measured = sample_accuracy(pretrained.load(name), published["source"], root, meta["classes"],
                                           meta["architecture"]["image_size"], flip_tta=meta.get("flip_tta", False))
     assert measured["n"] == published["n"] and measured["flip_tta"] == published["flip_tta"]
     # The same faces through the same weights: equal up to a few float round-offs across CPUs.

@@ -130,7 +130,7 @@ def hostile_server(exported):
 
 
 def test_with_server_side_batching_a_large_request_also_runs_in_chunks(exported):
-    from serving.local.batching import BatchingOptions, Batcher
+    from serving.local.batching import Batcher, BatchingOptions
 
     calls = []
 

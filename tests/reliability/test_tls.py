@@ -7,9 +7,8 @@ import subprocess
 import pytest
 
 from clients.client import EmotionClient, ServerUnavailable, tls_credentials
-from serving.config import read_ssl_config
+from serving.config import read_ssl_config, single_model_config
 from serving.local.server import LocalServer
-from serving.config import single_model_config
 from tests.serving.conftest import faces
 
 pytestmark = [pytest.mark.reliability,

@@ -9,7 +9,11 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from fer_keras.data.taxonomy import SIX
 from fer_keras.exporting import export_saved_model
-from serving.config import read_batching_parameters, read_model_server_config, read_monitoring_config
+from serving.config import (
+    read_batching_parameters,
+    read_model_server_config,
+    read_monitoring_config,
+)
 from serving.local.__main__ import build_parser, load_config
 from serving.local.server import LocalServer
 from tests.serving.conftest import faces

@@ -13,7 +13,11 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    predict_pb2,
+)
 
 from fer_keras.data.taxonomy import SIX
 from fer_keras.exporting import export_saved_model
@@ -125,7 +129,10 @@ def test_error_codes(stubs):
 
 def test_nothing_loaded_answers_as_tf_serving(tmp_path):
     with LocalServer(single_model_config("gimefive", str(tmp_path / "empty")), port=0, poll_seconds=0) as srv:
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+        from tensorflow_serving.apis import (
+            model_service_pb2_grpc,
+            prediction_service_pb2_grpc,
+        )
 
         channel = grpc.insecure_channel(srv.address)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -240,8 +247,9 @@ def test_command_serves_and_stops_cleanly_on_sigterm(exported):
 def test_server_side_batching_joins_concurrent_requests(exported, tiny_model):
     from concurrent.futures import ThreadPoolExecutor
 
-    from serving.local.batching import BatchingOptions
     from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from serving.local.batching import BatchingOptions
 
     options = BatchingOptions(max_batch_size=16, batch_timeout_micros=50_000, num_batch_threads=1)
     with LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0,

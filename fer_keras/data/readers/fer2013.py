@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.data.readers.common import DatasetError, class_folder_records, require_dir
+from fer_keras.data.readers.common import (
+    DatasetError,
+    class_folder_records,
+    require_dir,
+)
 from fer_keras.data.records import ReadReport, Record
 from fer_keras.data.taxonomy import FER2013_IDS
 

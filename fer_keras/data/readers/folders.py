@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from fer_keras.data.readers.common import DatasetError, class_folder_records, require_dir, split_folders
+from fer_keras.data.readers.common import (
+    DatasetError,
+    class_folder_records,
+    require_dir,
+    split_folders,
+)
 from fer_keras.data.records import ReadReport, Record
 from fer_keras.data.taxonomy import AFFECTNET_IDS, EMOTIONS, canonical_emotion
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fer_keras.data.readers.common import DatasetError, class_folder_records, require_dir, safe_join
+from fer_keras.data.readers.common import (
+    DatasetError,
+    class_folder_records,
+    require_dir,
+    safe_join,
+)
 from fer_keras.data.records import ReadReport, Record
 from fer_keras.data.taxonomy import RAFDB_IDS
 
