@@ -88,7 +88,7 @@ class VideoAnalyzer:
         client: a connected :class:`EmotionClient`.
         config: pipeline settings.
         detector: a face detector (default: ``config.detector``).
-        explainer: ``crops -> heatmaps`` (default: the server's ``gradcam`` signature).
+        explainer: ``crops -> heatmaps`` (default: the server's signature for ``config.explain``).
     """
 
     def __init__(self, client: EmotionClient, config: AnalyzerConfig = AnalyzerConfig(),
@@ -96,9 +96,9 @@ class VideoAnalyzer:
         self.client = client
         self.config = config
         self.detector = detector or make_detector(config.detector)
-        if config.explain == "gradcam" and explainer is None:
-            explainer = lambda crops: client.explain(crops)[1]  # noqa: E731
-        self.explainer = explainer if config.explain == "gradcam" else None
+        if config.explain != "none" and explainer is None:
+            explainer = lambda crops: client.explain(crops, config.explain)[1]  # noqa: E731
+        self.explainer = explainer if config.explain != "none" else None
         confirm = config.confirm_score if config.confirm_score is not None else getattr(self.detector, "confirm_score", 0.0)
         self.tracker = IoUTracker(config.iou_threshold, box_smoothing=config.box_smoothing,
                                   confirm_score=confirm, min_similarity=config.min_similarity)

@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fer_keras.detection import FER_MARGIN
+from fer_keras.explain.methods import SERVED_METHODS
+
+
+EXPLAIN_CHOICES = (*SERVED_METHODS, "none")
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,9 @@ class AnalyzerConfig:
         detector: "blazeface", "mtcnn", "haar" or "none" (frames are face crops).
         detect_every: run the detector every k frames (and on the first frame
             after each cut); track boxes in between.
-        explain: "gradcam" (heatmaps) or "none".
+        explain: the served explanation method whose heatmaps are drawn
+            (``fer_keras.explain.methods.SERVED_METHODS``: "gradcam", "gradcam++",
+            "layercam", "saliency") or "none".
         explain_every: refresh each track's heatmap every n frames.
         smoothing: weight of the newest frame in each track's moving average (1 = none).
         batch_frames: frames whose faces share one Predict call.
@@ -58,8 +64,8 @@ class AnalyzerConfig:
     def __post_init__(self):
         if self.detect_every < 1 or self.explain_every < 1 or self.batch_frames < 1 or self.max_in_flight < 1:
             raise ValueError("detect_every, explain_every, batch_frames and max_in_flight must be at least 1")
-        if self.explain not in ("gradcam", "none"):
-            raise ValueError(f"explain must be 'gradcam' or 'none'; got {self.explain!r}")
+        if self.explain not in EXPLAIN_CHOICES:
+            raise ValueError(f"explain must be one of {', '.join(EXPLAIN_CHOICES)}; got {self.explain!r}")
         for name in ("smoothing", "box_smoothing"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}")

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from clients.settings import AnalyzerConfig
+from clients.settings import EXPLAIN_CHOICES, AnalyzerConfig
 from fer_keras.config import DEFAULT_MODEL
 from fer_keras.detection import DETECTORS
 
@@ -73,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "searched for faces)")
     a.add_argument("--detect-every", type=int, default=D.detect_every,
                    help="detect every k frames, track in between. Default: %(default)s")
-    a.add_argument("--explain", choices=("gradcam", "none"), default=D.explain, help="Default: %(default)s")
+    a.add_argument("--explain", choices=EXPLAIN_CHOICES, default=D.explain,
+                   help="the served explanation method drawn over each face, or none. Default: %(default)s")
     a.add_argument("--explain-every", type=int, default=D.explain_every,
                    help="refresh each face's heatmap every n frames. Default: %(default)s")
     a.add_argument("--explain-model", default=None,
-                   help="a .keras model to explain locally with tf-keras-vis instead of the server's gradcam signature")
+                   help="a .keras model to explain locally with tf-keras-vis instead of the server's signature")
     a.add_argument("--smoothing", type=float, default=D.smoothing,
                    help="weight of the newest frame in each track's moving average (1 = none). Default: %(default)s")
     a.add_argument("--batch-frames", type=int, default=D.batch_frames,
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                                    timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
                                    credentials=tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
                                    if (args.tls_ca or args.tls_cert) else None)
-            explainer = local_explainer(args.explain_model) if args.explain_model and args.explain == "gradcam" else None
+            explainer = (local_explainer(args.explain_model, args.explain)
+                         if args.explain_model and args.explain != "none" else None)
             analyzer = VideoAnalyzer(client, config, explainer=explainer)
         out_dir = Path(args.out_dir or Path("runs") / "video" / source.name)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,13 +191,13 @@ def start_embedded_server(model: str, base_path: str, batching=None):
     return server
 
 
-def local_explainer(path: str):
-    """Grad-CAM with tf-keras-vis on a local .keras copy of the served model."""
+def local_explainer(path: str, method: str = "gradcam"):
+    """``method`` with tf-keras-vis on a local .keras copy of the served model."""
     from fer_keras.explain.cams import explain
     from fer_keras.loading import load_classifier
 
     model = load_classifier(path)
-    return lambda crops: explain(model, crops, "gradcam").maps
+    return lambda crops: explain(model, crops, method).maps
 
 
 if __name__ == "__main__":

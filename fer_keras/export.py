@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_keras.config import CLASS_VIEWS, DEFAULT_MODEL
+from fer_keras.config import CLASS_VIEWS, DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None,
                    help="a .keras model file (best.keras of a run) or a shipped model name. "
-                        "Default: the shipped gimefive-fer2013")
+                        f"Default: the shipped {DEFAULT_PRETRAINED}")
     p.add_argument("--ensemble", nargs="+", default=None, metavar="MODEL",
                    help="export these models (.keras or shipped names, one class view and face size) as one "
                         "SavedModel serving the mean of their probabilities (gradcam: the first model's)")

@@ -12,13 +12,16 @@
   ``last_conv`` layer, normalised per face to [0, 1], at that layer's
   resolution (4x4 for GiMeFive at 64x64; the client resizes it to the face
   box), so a thin client with no model file can ask for explanations;
+- one such signature for every other served method of
+  ``fer_keras.explain.methods`` (``gradcam_plus_plus``, ``layercam``;
+  ``saliency`` at the input's resolution), named by that registry;
 - ``labels``: no input -> ``class_names`` string ``[K]``, so a client can
   learn the class order from the server itself.
 
 An ensemble (several models of one class view and face size) exports the same
 signatures: ``serving_default`` serves the mean of the members' probabilities
-(and logits), each flip-averaged when ``flip_tta``; ``gradcam`` explains with
-the first member (its probabilities are that member's).
+(and logits), each flip-averaged when ``flip_tta``; the explanation signatures
+explain with the first member (their probabilities are that member's).
 
 The class names are also stored as the asset ``assets/labels.txt``, and
 ``assets.extra/tf_serving_warmup_requests`` holds warm-up requests that TF
@@ -39,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.evaluation import flip_averaged
-from fer_keras.explain.cams import gradcam_model, gradcam_tape
+from fer_keras.explain.cams import CAM_METHODS, SERVED_METHODS, cam_tape, gradcam_model
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -78,9 +81,12 @@ class _ServingModule(tf.Module):
             "logits": logits,
         }
 
-    def gradcam(self, face):
-        heatmap, probabilities, class_id = gradcam_tape(self.explainer, tf.cast(face, tf.float32))
-        return {"probabilities": probabilities, "class_id": class_id, "heatmap": heatmap}
+    def explanation(self, method: str):
+        def explain(face):
+            heatmap, probabilities, class_id = cam_tape(self.explainer, tf.cast(face, tf.float32), method)
+            return {"probabilities": probabilities, "class_id": class_id, "heatmap": heatmap}
+
+        return explain
 
     def labels(self):
         return {"class_names": self.class_names}
@@ -137,8 +143,9 @@ def export_saved_model(
         face = tf.TensorSpec([None, size, size, None], tf.uint8, name="face")
         signatures = {
             "serving_default": tf.function(module.classify, input_signature=[face]),
-            "gradcam": tf.function(module.gradcam, input_signature=[face]),
             "labels": tf.function(module.labels, input_signature=[]),
+            **{CAM_METHODS[m].signature: tf.function(module.explanation(m), input_signature=[face])
+               for m in SERVED_METHODS},
         }
         out = staging / "savedmodel"
         tf.saved_model.save(module, str(out), signatures=signatures)

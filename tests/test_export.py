@@ -82,7 +82,9 @@ def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, capsys):
     assert export_main(["--ensemble", str(tmp_path / "a.keras"), str(tmp_path / "b.keras"), "--flip-tta",
                         "--base", str(tmp_path / "models"), "--name", "ens"]) == 0
     loaded = tf.saved_model.load(str(tmp_path / "models" / "ens" / "1"))
-    assert set(loaded.signatures) == {"serving_default", "gradcam", "labels"}
+    from fer_keras.explain.methods import CAM_METHODS, SERVED_METHODS
+
+    assert set(loaded.signatures) == {"serving_default", "labels", *(CAM_METHODS[m].signature for m in SERVED_METHODS)}
     faces = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 1)).astype(np.uint8)
     x = faces.astype(np.float32)
 
@@ -124,3 +126,12 @@ def test_a_served_ensemble_answers_the_client_like_a_single_model(tmp_path, mode
             np.testing.assert_allclose(client.predict(faces).probabilities, expected, atol=1e-5)
             prediction, heatmaps = client.explain(faces)  # the video client's gradcam call
             assert heatmaps.shape[0] == 4 and client.classes == SIX.classes
+            # every served method of the registry, asked for by name; the others: one clear error
+            from fer_keras.explain.methods import SERVED_METHODS
+
+            for method in SERVED_METHODS:
+                prediction, maps = client.explain(faces, method)
+                assert maps.shape[0] == 4 and 0 <= maps.min() and maps.max() <= 1, method
+            assert client.explain(faces, "saliency")[1].shape[1:] == (64, 64)
+            with pytest.raises(ValueError, match="scorecam is not served"):
+                client.explain(faces, "scorecam")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "explain": "cams", "Explanation": "cams", "METHODS": "cams", "normalize_maps": "cams", "resize_map": "cams",
-    "gradcam_model": "cams", "gradcam_tape": "cams",
+    "explain": "cams", "Explanation": "cams", "METHODS": "methods", "normalize_maps": "cams", "resize_map": "cams",
+    "gradcam_model": "cams", "cam_tape": "cams", "SERVED_METHODS": "methods", "CAM_METHODS": "methods",
     "overlay_heatmap": "overlay", "annotate_face": "overlay", "colorize": "overlay",
     "face_grid": "figures", "class_mean_heatmaps": "figures",
     "faithfulness_report": "faithfulness", "perturbation_curves": "faithfulness",

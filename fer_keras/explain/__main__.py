@@ -18,17 +18,17 @@ import sys
 from pathlib import Path
 
 from fer_keras.cli import add_data_arguments, data_config
+from fer_keras.config import DEFAULT_PRETRAINED
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.detection import DETECTORS, FER_MARGIN
-
-METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "layercam", "saliency")
+from fer_keras.explain.methods import METHODS as METHOD_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.explain", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="*", help="image files or folders of images to explain")
-    p.add_argument("--model", default="gimefive-fer2013",
+    p.add_argument("--model", default=DEFAULT_PRETRAINED,
                    help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)")
     p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")

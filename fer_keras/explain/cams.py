@@ -1,4 +1,6 @@
-"""Saliency maps for batches of faces: tf-keras-vis methods and a GradientTape Grad-CAM.
+"""Saliency maps for batches of faces: the methods of ``fer_keras.explain.methods``, run with
+tf-keras-vis (:func:`explain`) or, for the served ones, with a GradientTape in TensorFlow ops
+(:func:`cam_tape`, which the SavedModel signatures run).
 
 The class score is the logit (not the softmax), as the GiMeFive authors did.
 Maps are normalised per face to [0, 1] (min-max); a constant map, such as an
@@ -7,6 +9,7 @@ all-zero Grad-CAM, comes back as zeros with no NaN and no warning.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass
 
@@ -15,11 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "saliency")
-# Score-CAM masks the input with each target channel: 1024 forward passes per face on
-# GiMeFive. Faster-Score-CAM keeps the channels with the most varied activations.
-SCORECAM_CHANNELS = 64
+from fer_keras.explain.methods import CAM_METHODS, METHODS, SERVED_METHODS, cam_method
 
+__all__ = ["CAM_METHODS", "METHODS", "SERVED_METHODS", "Explanation", "cam_method", "cam_tape", "explain",
+           "gradcam_model", "normalize_maps", "resize_map"]
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:
     """Per-map min-max to [0, 1]; constant maps become zeros."""
@@ -49,9 +51,6 @@ class Explanation:
     class_ids: np.ndarray
     probabilities: np.ndarray
 
-    def resized(self, width: int, height: int) -> np.ndarray:
-        return np.stack([resize_map(m, width, height) for m in self.maps]) if len(self.maps) else self.maps
-
 
 def _logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.get_layer("logits").output, name=f"{model.name}_logits")
@@ -62,7 +61,7 @@ def _check_layer(model: keras.Model, layer: str) -> None:
         model.get_layer(layer)
     except ValueError:
         raise ValueError(f"the model has no layer {layer!r}; its conv layers: "
-                         f"{[l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]}") from None
+                         f"{[c.name for c in model.layers if isinstance(c, keras.layers.Conv2D)]}") from None
 
 
 def explain(
@@ -84,8 +83,7 @@ def explain(
         layer: the target layer of the CAM methods (``last_conv`` by default).
         batch_size: faces per gradient pass.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    entry = cam_method(method)
     faces = np.asarray(faces)
     if faces.ndim != 4:
         raise ValueError(f"faces must be [N, H, W, C], got shape {faces.shape}")
@@ -98,16 +96,12 @@ def explain(
         targets = np.broadcast_to(np.asarray(class_ids, int), (len(faces),)).copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # tf-keras-vis imports a deprecated scipy path
-        from tf_keras_vis.gradcam import Gradcam
-        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-        from tf_keras_vis.layercam import Layercam
-        from tf_keras_vis.saliency import Saliency
-        from tf_keras_vis.scorecam import Scorecam
         from tf_keras_vis.utils.scores import CategoricalScore
 
+        module, _, cls = entry.visualizer.partition(":")
+        maker = getattr(importlib.import_module(module), cls)
+
     logits = _logits_model(model)
-    maker = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam, "layercam": Layercam,
-             "saliency": Saliency}[method]
     visualizer = maker(logits, clone=False)
     maps = []
     bars = keras.config.is_interactive_logging_enabled()
@@ -116,16 +110,14 @@ def explain(
         with warnings.catch_warnings():
             # tf-keras-vis hands inputs over as a list or tuple; Keras warns about it, harmlessly.
             warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
-            # Faster-Score-CAM picks its channels over the whole batch it is given:
-            # one face at a time keeps each face's map independent of its batch.
-            step = 1 if method == "scorecam" else batch_size
+            step = 1 if entry.per_face else batch_size
             for start in range(0, len(faces), step):
                 x = x_all[start:start + step]
                 score = CategoricalScore(targets[start:start + step].tolist())
-                if method == "saliency":
+                if entry.on_input:
                     m = visualizer(score, x, normalize_map=False)
                 else:
-                    kwargs = {"max_N": SCORECAM_CHANNELS, "batch_size": 256} if method == "scorecam" else {}
+                    kwargs = dict(entry.options)
                     m = visualizer(score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
                                    expand_cam=False, normalize_cam=False, **kwargs)
                 maps.append(np.asarray(m).reshape(len(x), *np.asarray(m).shape[-2:]))
@@ -137,32 +129,36 @@ def explain(
 
 
 def gradcam_model(model: keras.Model, layer: str = "last_conv") -> keras.Model:
-    """A model with outputs (target-layer activations, logits, probabilities), for :func:`gradcam_tape`."""
+    """A model with outputs (target-layer activations, logits, probabilities), for :func:`cam_tape`."""
     _check_layer(model, layer)
     return keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output,
                                       model.get_layer("probabilities").output])
 
 
-def gradcam_tape(three_outputs: keras.Model, faces, class_ids=None):
-    """Grad-CAM with a plain GradientTape, in TensorFlow ops (usable inside a SavedModel signature).
+def cam_tape(three_outputs: keras.Model, faces, method: str = "gradcam", class_ids=None):
+    """A served method of the registry with a plain GradientTape, in TensorFlow ops (usable inside a
+    SavedModel signature).
 
     Args:
         three_outputs: the model from :func:`gradcam_model`.
         faces: ``[N, H, W, C]`` float tensor.
+        method: a name in :data:`SERVED_METHODS`.
         class_ids: int ``[N]`` classes to explain, or None for the predicted ones.
 
     Returns:
-        (heatmaps ``[N, h, w]`` in [0, 1], probabilities ``[N, K]``, class ids ``[N]``)
+        (maps ``[N, h, w]`` in [0, 1], probabilities ``[N, K]``, class ids ``[N]``)
     """
+    entry = cam_method(method)
+    if entry.served is None:
+        raise ValueError(f"{method} has no served form; served methods: {', '.join(SERVED_METHODS)}")
     with tf.GradientTape() as tape:
+        tape.watch(faces)
         activations, logits, probabilities = three_outputs(faces, training=False)
-        tape.watch(activations)
         if class_ids is None:
             class_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
         score = tf.gather(logits, class_ids, batch_dims=1)
-    grads = tape.gradient(score, activations)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # per face, never over the batch
-    cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+    target = faces if entry.on_input else activations
+    cam = entry.served(target, tape.gradient(score, target))
     lo = tf.reduce_min(cam, axis=(1, 2), keepdims=True)
     span = tf.reduce_max(cam, axis=(1, 2), keepdims=True) - lo
     cam = tf.where(span > 1e-12, (cam - lo) / tf.maximum(span, 1e-12), tf.zeros_like(cam))

@@ -1,4 +1,4 @@
-"""Explanations: tf-keras-vis maps, the hand-written Grad-CAM, the served gradcam signature,
+"""Explanations: tf-keras-vis maps, the served forms of the methods and their signatures,
 overlays, the command, and faithfulness against a random baseline."""
 
 import json
@@ -15,10 +15,12 @@ from fer_keras.data.synthetic import synthetic_records, write_class_folders
 from fer_keras.data.taxonomy import SIX
 from fer_keras.explain.__main__ import main as explain_main
 from fer_keras.explain.cams import (
+    CAM_METHODS,
     METHODS,
+    SERVED_METHODS,
+    cam_tape,
     explain,
     gradcam_model,
-    gradcam_tape,
     normalize_maps,
 )
 from fer_keras.explain.faithfulness import area_under, faithfulness_report, report_table
@@ -59,14 +61,30 @@ def test_batched_maps_match_single_face_maps(trained, faces, method):
     np.testing.assert_array_equal(batch.class_ids, batch.probabilities.argmax(1))
 
 
-def test_tf_keras_vis_gradcam_equals_hand_written_gradcam(trained, faces):
+@pytest.mark.parametrize("method", SERVED_METHODS)
+def test_the_served_form_of_each_method_equals_tf_keras_vis(trained, faces, method):
     model, _ = trained
     x = faces.images[:12]
-    vis = explain(model, x, "gradcam")
-    cam, probabilities, ids = gradcam_tape(gradcam_model(model), tf.constant(x, tf.float32))
+    vis = explain(model, x, method)
+    cam, probabilities, ids = cam_tape(gradcam_model(model), tf.constant(x, tf.float32), method)
     np.testing.assert_array_equal(ids.numpy(), vis.class_ids)
-    np.testing.assert_allclose(cam.numpy(), vis.maps, atol=1e-5)
-    assert cam.shape[1:] == model.get_layer("last_conv").output.shape[1:3]
+    np.testing.assert_allclose(cam.numpy(), vis.maps, atol=1e-4)
+    expected = x.shape[1:3] if CAM_METHODS[method].on_input else model.get_layer("last_conv").output.shape[1:3]
+    assert cam.shape[1:] == tuple(expected) and vis.maps.any()
+
+
+def test_the_registry_drives_the_choices_everywhere():
+    from clients.settings import EXPLAIN_CHOICES
+    from fer_keras.explain.__main__ import build_parser
+
+    assert set(SERVED_METHODS) < set(METHODS) and "scorecam" not in SERVED_METHODS
+    method_flag = next(a for a in build_parser()._actions if a.dest == "method")
+    assert tuple(method_flag.choices) == METHODS
+    assert EXPLAIN_CHOICES == (*SERVED_METHODS, "none")
+    with pytest.raises(ValueError, match="unknown explanation method 'nope'.*gradcam"):
+        explain(build_model("gimefive", width=1 / 16), np.zeros((1, 64, 64, 1)), "nope")
+    with pytest.raises(ValueError, match="no served form"):
+        cam_tape(None, tf.zeros((1, 64, 64, 1)), "scorecam")
 
 
 def test_a_chosen_class_is_explained(trained, faces):
@@ -90,14 +108,15 @@ def test_zero_maps_stay_zero_without_warnings():
     assert np.isfinite(maps).all() and not maps.any()
 
 
-def test_gradcam_signature_matches_tf_keras_vis(trained, faces, tmp_path):
+def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
     model, _ = trained
     path = export_saved_model(model, tmp_path, "g", SIX.classes)
-    served = tf.saved_model.load(str(path)).signatures["gradcam"]
+    signatures = tf.saved_model.load(str(path)).signatures
     x = faces.images[:10]
-    out = served(face=tf.constant(x))
-    vis = explain(model, x, "gradcam")
-    np.testing.assert_allclose(out["heatmap"].numpy(), vis.maps, atol=1e-4)
+    for method in SERVED_METHODS:
+        out = signatures[CAM_METHODS[method].signature](face=tf.constant(x))
+        vis = explain(model, x, method)
+        np.testing.assert_allclose(out["heatmap"].numpy(), vis.maps, atol=1e-4, err_msg=method)
     np.testing.assert_array_equal(out["class_id"].numpy(), vis.class_ids)
     np.testing.assert_allclose(out["probabilities"].numpy(), vis.probabilities, atol=1e-5)
 

@@ -1,0 +1,115 @@
+"""The explanation methods: one registry from which the command-line choices, the served
+SavedModel signatures and the client's choices all derive.
+
+Every method is one :class:`CamMethod`: its tf-keras-vis class (run by
+``fer_keras.explain.cams.explain``) and, for the methods a SavedModel can
+serve, a function in TensorFlow ops from (target activations, gradients of the
+class score) to maps, run by ``fer_keras.explain.cams.cam_tape`` inside the
+exported signatures (``fer_keras.exporting`` exports one signature per served
+method, named here; ``clients.EmotionClient.explain(..., method=...)`` asks for
+it). Adding a method is one such function and one registry line.
+
+This module imports TensorFlow only when a served form runs, so command lines
+can list the methods before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Score-CAM masks the input with each target channel: 1024 forward passes per face on
+# GiMeFive. Faster-Score-CAM keeps the channels with the most varied activations.
+SCORECAM_CHANNELS = 64
+
+
+# ----------------------------------------------------------------------------- served forms (TensorFlow ops)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _spatial(x):
+    """Sum over the spatial axes of ``[N, h, w, C]``, kept for broadcasting."""
+    return _tf().reduce_sum(x, axis=(1, 2), keepdims=True)
+
+
+def _gradcam(activations, grads):
+    """Grad-CAM: channels weighted by their mean gradient, then ReLU."""
+    tf = _tf()
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # per face, never over the batch
+    return tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+
+
+def _gradcam_plus_plus(activations, grads):
+    """Grad-CAM++ (Chattopadhyay et al. 2018) with an exponential score, whose factor cancels after
+    normalisation: alpha = g^2 / (2 g^2 + sum(A) g^3) per position, normalised over the positions of
+    each channel as tf-keras-vis does; channel weights sum(alpha * relu(g))."""
+    tf = _tf()
+    g2, g3 = grads * grads, grads * grads * grads
+    denominator = 2.0 * g2 + _spatial(activations) * g3
+    alphas = g2 / (denominator + tf.cast(g2 == 0.0, g2.dtype))
+    total = _spatial(alphas)
+    alphas = alphas / (total + tf.cast(total == 0.0, total.dtype))
+    weights = _spatial(tf.nn.relu(grads) * alphas)
+    return tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+
+
+def _layercam(activations, grads):
+    """LayerCAM (Jiang et al. 2021): each position weighted by its own positive gradient."""
+    tf = _tf()
+    return tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
+
+
+def _saliency(faces, grads):
+    """Vanilla saliency: the largest absolute input gradient over the channels of each pixel."""
+    tf = _tf()
+    return tf.reduce_max(tf.abs(grads), axis=-1)
+
+
+@dataclass(frozen=True)
+class CamMethod:
+    """One explanation method.
+
+    Attributes:
+        name: the name users give (``--method``, ``EmotionClient.explain(method=...)``).
+        visualizer: the tf-keras-vis class, ``"module:Class"``, that :func:`explain` runs.
+        served: its form in TensorFlow ops, ``(activations, gradients) -> [N, h, w]`` maps, or None
+            for a method a SavedModel does not serve (Score-CAM: a forward pass per channel).
+        signature: the SavedModel signature serving it.
+        on_input: the map is over the input pixels (gradients of the face), not the target layer.
+        per_face: :func:`explain` gives tf-keras-vis one face at a time (Faster-Score-CAM picks its
+            channels over the whole batch it is given: one face keeps each map independent of its batch).
+        options: further keyword arguments of the tf-keras-vis call.
+    """
+
+    name: str
+    visualizer: str
+    served: Callable | None = None
+    signature: str = ""
+    on_input: bool = False
+    per_face: bool = False
+    options: tuple[tuple[str, object], ...] = ()
+
+
+CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
+    CamMethod("gradcam", "tf_keras_vis.gradcam:Gradcam", _gradcam, "gradcam"),
+    CamMethod("gradcam++", "tf_keras_vis.gradcam_plus_plus:GradcamPlusPlus", _gradcam_plus_plus, "gradcam_plus_plus"),
+    CamMethod("scorecam", "tf_keras_vis.scorecam:Scorecam", per_face=True,
+              options=(("max_N", SCORECAM_CHANNELS), ("batch_size", 256))),
+    CamMethod("layercam", "tf_keras_vis.layercam:Layercam", _layercam, "layercam"),
+    CamMethod("saliency", "tf_keras_vis.saliency:Saliency", _saliency, "saliency", on_input=True),
+)}
+METHODS = tuple(CAM_METHODS)
+SERVED_METHODS = tuple(name for name, m in CAM_METHODS.items() if m.served is not None)
+
+
+def cam_method(name: str) -> CamMethod:
+    """The registered method ``name``; one clear error for any other."""
+    try:
+        return CAM_METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown explanation method {name!r}; choose one of: {', '.join(METHODS)}") from None
