@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo lint test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,11 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python -m fer_keras.train --epochs 12 --run-dir runs/demo $$(test -f runs/demo/state.json && echo --resume) --verbose 2
 
-test: setup
+# The linter (ruff, configured in pyproject.toml) first, then every test.
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -58,7 +58,9 @@ def measure(detector, frames) -> dict:
                 x, y, w, h = boxes[best[1]]
                 side = max(w, h)
                 ratios.append(truth[2] / side)
-                offsets.append(((truth[0] + truth[2] / 2 - (x + w / 2)) / side, (truth[1] + truth[3] / 2 - (y + h / 2)) / side))
+                offsets.append(
+                    ((truth[0] + truth[2] / 2 - (x + w / 2)) / side, (truth[1] + truth[3] / 2 - (y + h / 2)) / side)
+                )
         false += len(boxes) - len(used)
     off = np.median(np.array(offsets), axis=0) if offsets else (np.nan, np.nan)
     return {"recall": found / max(total, 1), "false_per_frame": false / max(len(frames), 1),

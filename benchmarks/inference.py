@@ -51,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = EmotionClient(server.address, "gimefive", max_batch=1024)
         for batch in (int(b) for b in args.batches.split(",")):
-            faces = np.random.default_rng(batch).integers(0, 256, (batch, client.face_size, client.face_size, 1)).astype(np.uint8)
-            local = timed(lambda: serve(face=tf.constant(faces))["probabilities"].numpy(), args.repeats)
-            remote = timed(lambda: client.predict(faces), args.repeats)
+            shape = (batch, client.face_size, client.face_size, 1)
+            faces = np.random.default_rng(batch).integers(0, 256, shape).astype(np.uint8)
+            local = timed(lambda x=faces: serve(face=tf.constant(x))["probabilities"].numpy(), args.repeats)
+            remote = timed(lambda x=faces: client.predict(x), args.repeats)
             rows.append((batch, batch / local, batch / remote, remote / local))
     finally:
         server.stop(grace=1.0)

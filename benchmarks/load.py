@@ -27,9 +27,11 @@ class LoadResult:
 
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if len(self.latencies_ms) else (float("nan"),) * 2)
-        return (f"{self.requests} requests ({self.failures} failed) in {self.seconds:.1f} s: "
-                f"{self.requests / self.seconds:.1f} requests/s, {self.requests * self.batch / self.seconds:.1f} faces/s, "
-                f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        return (
+            f"{self.requests} requests ({self.failures} failed) in {self.seconds:.1f} s: "
+            f"{self.requests / self.seconds:.1f} requests/s, {self.requests * self.batch / self.seconds:.1f} faces/s, "
+            f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
 
 
 def run_load(address: str, *, clients: int = 16, seconds: float = 10.0, max_requests: int = 2000, batch: int = 8,

@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     stopping = time.monotonic()
     server.stop()
     server.start()
-    events.append(f"restart at request {issued[0]} (SIGTERM, stopped in {time.monotonic() - stopping:.1f} s, then a new "
-                  "process on the same port)")
+    events.append(
+        f"restart at request {issued[0]} (SIGTERM, stopped in {time.monotonic() - stopping:.1f} s, then a new "
+        "process on the same port)"
+    )
     while issued[0] < 2 * args.requests // 3:
         time.sleep(0.1)
     shutil.copytree(work / "models" / "staging" / "gimefive" / "2", base / "2")

@@ -27,8 +27,16 @@ class TorchGiMeFive(nn.Module):
         widths = (64, 128, 256, 512, 1024)
         cins = (3,) + widths[:-1]
         self.features = nn.Sequential(*[_block(i, o, k < 4) for k, (i, o) in enumerate(zip(cins, widths))])
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, 2048), nn.ReLU(inplace=True),
-                                  nn.Dropout(0.5), nn.Linear(2048, 1024), nn.ReLU(inplace=True), nn.Linear(1024, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(1024, 2048),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(2048, 1024),
+            nn.ReLU(inplace=True),
+            nn.Linear(1024, num_classes),
+        )
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
 

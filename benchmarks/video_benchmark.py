@@ -62,7 +62,9 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
             else:
                 continue
             record = records[int(rng.integers(len(records)))]
-            face = cv2.resize(cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
+            face = cv2.resize(
+                cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC
+            )
             people.append((face, SIX.index(record.emotion), pos, side, rng.uniform(-1.5, 1.5, 2)))
         for f in range(start, min(frames, start + cut_every)):
             frame = background.copy()
@@ -96,7 +98,9 @@ def build_video(fer2013: Path, path: Path, seconds: float = 10.0, fps: int = 30,
             length = int(rng.integers(3 * fps, 5 * fps))
             record = records[int(rng.integers(len(records)))]
             side = int(rng.integers(110, 170))
-            face = cv2.resize(cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
+            face = cv2.resize(
+                cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC
+            )
             pos = np.array([rng.uniform(0, width - side), rng.uniform(0, height - side)])
             vel = rng.uniform(-2.5, 2.5, 2)
             schedule.append((t, min(frames, t + length), face, SIX.index(record.emotion), pos, vel))
@@ -193,8 +197,12 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
         if gt and "shot" in gt[0] and index - shot_start[gt[0]["shot"]] < 10:
             false_early += unmatched
             early_frames += 1
-    result = {"ground_truth_faces": total, "recall": found / max(total, 1), "accuracy_of_found": correct / max(found, 1),
-              "false_boxes_per_frame": false / max(len(records), 1)}
+    result = {
+        "ground_truth_faces": total,
+        "recall": found / max(total, 1),
+        "accuracy_of_found": correct / max(found, 1),
+        "false_boxes_per_frame": false / max(len(records), 1),
+    }
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
                       tracks=len(shots_of_track),
@@ -276,14 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     every_frame = all(len(r["faces"]) >= 1 for r, gt in zip(records, truth) if gt)
     print(f"machine: {describe()}")
     shots = len({g.get("shot") for gt in truth for g in gt})
-    print(f"video: {len(records)} frames 640x480 @30 fps, {shots} shot(s), {quality['ground_truth_faces']} face "
-          f"instances; detector {config.detector} every {args.detect_every} frames, Grad-CAM "
-          f"{'every ' + str(args.explain_every) + ' frames' if args.explain == 'gradcam' else 'off'}; "
-          f"crop margin {config.margin}, box smoothing {config.box_smoothing}; cuts found: {len(summary.get('cuts', []))}")
+    print(
+        f"video: {len(records)} frames 640x480 @30 fps, {shots} shot(s), {quality['ground_truth_faces']} face "
+        f"instances; detector {config.detector} every {args.detect_every} frames, Grad-CAM "
+        f"{'every ' + str(args.explain_every) + ' frames' if args.explain == 'gradcam' else 'off'}; "
+        f"crop margin {config.margin}, box smoothing {config.box_smoothing}; cuts found: {len(summary.get('cuts', []))}"
+    )
     print(f"end to end: {summary['frames_per_second']} frames/s")
     print("stage ms/frame: " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_frame"].items()))
-    print(f"drawn boxes: recall@IoU0.4 {quality['recall']:.3f}, false boxes per frame {quality['false_boxes_per_frame']:.3f}; "
-          f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}")
+    print(
+        f"drawn boxes: recall@IoU0.4 {quality['recall']:.3f}, "
+        f"false boxes per frame {quality['false_boxes_per_frame']:.3f}; "
+        f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}"
+    )
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "
@@ -294,9 +307,18 @@ def main(argv: list[str] | None = None) -> int:
           f"six-class accuracy of found faces: {centred['accuracy_of_found']:.3f}")
     print(f"heatmap refreshes per face per second: {refreshes / max(face_seconds, 1e-9):.2f}; "
           f"a face classified in every frame that has one: {every_frame}")
-    (out / "benchmark.json").write_text(json.dumps({"summary": summary, **quality, "with_crop": cropped, "centre_in_truth": centred,
-                                                    "heatmap_refreshes_per_face_second": refreshes / max(face_seconds, 1e-9)},
-                                                   indent=1))
+    (out / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                **quality,
+                "with_crop": cropped,
+                "centre_in_truth": centred,
+                "heatmap_refreshes_per_face_second": refreshes / max(face_seconds, 1e-9),
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -91,15 +91,18 @@ class VideoAnalyzer:
         explainer: ``crops -> heatmaps`` (default: the server's signature for ``config.explain``).
     """
 
-    def __init__(self, client: EmotionClient, config: AnalyzerConfig = AnalyzerConfig(),
+    def __init__(self, client: EmotionClient, config: AnalyzerConfig | None = None,
                  detector: Detector | None = None, explainer: Callable[[np.ndarray], np.ndarray] | None = None):
+        config = config or AnalyzerConfig()
         self.client = client
         self.config = config
         self.detector = detector or make_detector(config.detector)
         if config.explain != "none" and explainer is None:
             explainer = lambda crops: client.explain(crops, config.explain)[1]  # noqa: E731
         self.explainer = explainer if config.explain != "none" else None
-        confirm = config.confirm_score if config.confirm_score is not None else getattr(self.detector, "confirm_score", 0.0)
+        confirm = (
+            config.confirm_score if config.confirm_score is not None else getattr(self.detector, "confirm_score", 0.0)
+        )
         self.tracker = IoUTracker(config.iou_threshold, box_smoothing=config.box_smoothing,
                                   confirm_score=confirm, min_similarity=config.min_similarity)
         self.times: dict[str, float] = defaultdict(float)
@@ -156,7 +159,9 @@ class VideoAnalyzer:
             if index in detections:
                 found = detections[index]
                 start = time.perf_counter()
-                looks = [appearance(self._crop(frame, face)) for face in found] if self.config.min_similarity > 0 else None
+                looks = (
+                    [appearance(self._crop(frame, face)) for face in found] if self.config.min_similarity > 0 else None
+                )
                 self.times["crop"] += time.perf_counter() - start
                 self.tracker.update(found, index, looks)
             live = [(t, t.face_at(index)) for t in self.tracker.live()]
@@ -363,7 +368,9 @@ def plot_timelines(summary_tracks: dict, tracks: list[Track], classes, fps: floa
         ax.set_xlabel("seconds")
         ax.set_ylabel("probability (smoothed)")
         ax.set_ylim(0, 1)
-        ax.set_title(f"track #{track.track_id}: {summary_tracks.get(str(track.track_id), {}).get('dominant_emotion', '')}")
+        ax.set_title(
+            f"track #{track.track_id}: {summary_tracks.get(str(track.track_id), {}).get('dominant_emotion', '')}"
+        )
         ax.legend(ncol=len(classes), fontsize=7, loc="upper center")
         fig.tight_layout()
         path = folder / f"timeline_track{track.track_id}.png"

@@ -98,8 +98,12 @@ def as_uint8_faces(faces: np.ndarray) -> np.ndarray:
 def _encode(faces: np.ndarray) -> tensor_pb2.TensorProto:
     """A uint8 batch as a TensorProto (raw bytes: the fastest form for the server to read)."""
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_UINT8, tensor_content=np.ascontiguousarray(faces, np.uint8).tobytes(),
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in faces.shape]))
+        dtype=types_pb2.DT_UINT8,
+        tensor_content=np.ascontiguousarray(faces, np.uint8).tobytes(),
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in faces.shape]
+        ),
+    )
 
 
 def _decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
@@ -177,7 +181,9 @@ class EmotionClient:
         code, details = err.code(), err.details()
         if code in RETRYABLE:
             return ServerUnavailable(f"TF Serving at {self.address} is unreachable ({code.name}: {details})")
-        if code == grpc.StatusCode.NOT_FOUND or (code == grpc.StatusCode.INVALID_ARGUMENT and "version label" in details):
+        if code == grpc.StatusCode.NOT_FOUND or (
+            code == grpc.StatusCode.INVALID_ARGUMENT and "version label" in details
+        ):
             return ModelNotFound(f"{self.address} does not serve {self._describe()}: {details}")
         if code == grpc.StatusCode.FAILED_PRECONDITION and "signature" in details:
             return SignatureMismatch(f"{self._describe()}: {details}")
@@ -227,17 +233,23 @@ class EmotionClient:
 
     def _validate(self, signature: str) -> InputSpec:
         if signature not in self.signatures:
-            raise SignatureMismatch(f"{self._describe()} has no signature {signature!r} (it has {sorted(self.signatures)})")
+            raise SignatureMismatch(
+                f"{self._describe()} has no signature {signature!r} (it has {sorted(self.signatures)})"
+            )
         sig = self.signatures[signature]
         if len(sig.inputs) != 1:
-            raise SignatureMismatch(f"signature {signature!r} takes {sorted(sig.inputs)}; expected one face batch input")
+            raise SignatureMismatch(
+                f"signature {signature!r} takes {sorted(sig.inputs)}; expected one face batch input"
+            )
         name, info = next(iter(sig.inputs.items()))
         dims = [d.size for d in info.tensor_shape.dim]
         if info.dtype != types_pb2.DT_UINT8 or len(dims) != 4 or dims[1] != dims[2] or dims[1] <= 0:
             raise SignatureMismatch(f"input {name!r} of {signature!r} is not a uint8 [N, S, S, C] face batch "
                                     f"(dtype enum {info.dtype}, shape {dims})")
         if "probabilities" not in sig.outputs:
-            raise SignatureMismatch(f"signature {signature!r} has no 'probabilities' output (it has {sorted(sig.outputs)})")
+            raise SignatureMismatch(
+                f"signature {signature!r} has no 'probabilities' output (it has {sorted(sig.outputs)})"
+            )
         return InputSpec(name, info.dtype, dims[1], dims[3] if dims[3] > 0 else None)
 
     def _read_classes(self) -> tuple[str, ...]:

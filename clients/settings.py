@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from fer_keras.detection import FER_MARGIN
 from fer_keras.explain.methods import SERVED_METHODS
 
-
 EXPLAIN_CHOICES = (*SERVED_METHODS, "none")
 
 

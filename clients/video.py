@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="annotated video path (.mp4 or .avi). Default: <out-dir>/annotated.mp4")
     o.add_argument("--json", default=None, help="JSON-lines path. Default: <out-dir>/frames.jsonl")
     o.add_argument("--no-video", action="store_true", help="write no annotated video")
-    o.add_argument("--show", action="store_true", help="show frames in a window when a display exists (camera: default)")
+    o.add_argument(
+        "--show", action="store_true", help="show frames in a window when a display exists (camera: default)"
+    )
     o.add_argument("--limit", type=int, default=None, help="stop after this many frames")
     o.add_argument("--track-plots", action="store_true",
                    help="also write one timeline_track<N>.png per face track (summary.png always shows the main ones)")
@@ -58,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--version", type=int, default=None, help="model version number")
     s.add_argument("--version-label", default=None, help="model version label (stable, canary)")
     s.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds. Default: %(default)s")
-    s.add_argument("--retries", type=int, default=10,
-                   help="retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (backoff doubling to 5 s). Default: %(default)s")
+    s.add_argument(
+        "--retries",
+        type=int,
+        default=10,
+        help="retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (backoff doubling to 5 s). Default: %(default)s",
+    )
     s.add_argument("--max-batch", type=int, default=64, help="most faces per Predict call. Default: %(default)s")
     s.add_argument("--tls-ca", default=None, help="PEM root certificate: connect with TLS")
     s.add_argument("--tls-cert", default=None, help="PEM client certificate, for a server that verifies clients")
@@ -83,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the newest frame in each track's moving average (1 = none). Default: %(default)s")
     a.add_argument("--batch-frames", type=int, default=D.batch_frames,
                    help="frames whose faces share one Predict call. Default: %(default)s")
-    a.add_argument("--max-in-flight", type=int, default=D.max_in_flight, help="Predict calls in flight. Default: %(default)s")
+    a.add_argument(
+        "--max-in-flight", type=int, default=D.max_in_flight, help="Predict calls in flight. Default: %(default)s"
+    )
     a.add_argument("--margin", type=float, default=D.margin,
                    help="crop margin around boxes, as a share of the box side (0 reproduces FER2013's framing "
                         "from MTCNN or Haar boxes). Default: %(default)s")
@@ -122,11 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     expected = (SourceError, ClientError, ValueError, FileNotFoundError)
     try:
-        config = AnalyzerConfig(detector=args.detector, detect_every=args.detect_every, explain=args.explain,
-                                explain_every=args.explain_every, smoothing=args.smoothing, batch_frames=args.batch_frames,
-                                max_in_flight=args.max_in_flight, margin=args.margin, align=args.align,
-                                box_smoothing=args.box_smoothing, confirm_score=args.confirm_score,
-                                cuts=not args.no_cuts, min_similarity=args.min_similarity)
+        config = AnalyzerConfig(
+            detector=args.detector,
+            detect_every=args.detect_every,
+            explain=args.explain,
+            explain_every=args.explain_every,
+            smoothing=args.smoothing,
+            batch_frames=args.batch_frames,
+            max_in_flight=args.max_in_flight,
+            margin=args.margin,
+            align=args.align,
+            box_smoothing=args.box_smoothing,
+            confirm_score=args.confirm_score,
+            cuts=not args.no_cuts,
+            min_similarity=args.min_similarity,
+        )
         source = open_source(args.input, args.camera)
         with native_stderr_to_file(not args.verbose, expected):  # the server and detector load quietly
             address = args.server
@@ -153,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = analyzer.run(source, video_out=video, jsonl=jsonl, show=show, limit=args.limit)
         summary.update(video=str(video) if video else None, jsonl=str(jsonl), server=address)
         tracks = list(analyzer.tracker.all_tracks.values())
-        summary["figure"] = str(plot_video_summary(summary, tracks, client.classes, source.fps, out_dir / "summary.png"))
+        summary["figure"] = str(
+            plot_video_summary(summary, tracks, client.classes, source.fps, out_dir / "summary.png")
+        )
         if args.track_plots:
             summary["timelines"] = [str(p) for p in plot_timelines(summary["tracks"], tracks, client.classes,
                                                                    source.fps, out_dir)]

@@ -94,7 +94,8 @@ class MTCNNDetector:
             a blurred background) MTCNN found 89.5 % with candidate stages at
             0.6/0.7 and 94 % at 0.3/0.3, with O-Net at 0.7 either way; on the 15
             face-free scikit-image sample photos (textures, cells, a cat, a galaxy
-            field) that adds one false face (in the galaxy field). Lowering O-Net too (0.5) finds 97 % but fires on textures.
+            field) that adds one false face (in the galaxy field). Lowering O-Net too (0.5) finds 97 % but fires
+            on textures.
         downscale: detect on a frame shrunk to at most this many pixels wide
             (0 keeps full size); boxes and landmarks are scaled back. On 150
             FER2013 training faces in 640x480 frames, 480 found as many faces
@@ -110,7 +111,9 @@ class MTCNNDetector:
         if not (0 < threshold < 1 and 0 < candidate_threshold < 1):
             raise ValueError(f"MTCNN thresholds must be in (0, 1); got {threshold} and {candidate_threshold}")
         if min_face_size > MTCNN_MAX_MIN_FACE:
-            raise ValueError(f"MTCNN min_face_size must be at most {MTCNN_MAX_MIN_FACE} (mtcnn 1.0 finds nothing above it)")
+            raise ValueError(
+                f"MTCNN min_face_size must be at most {MTCNN_MAX_MIN_FACE} (mtcnn 1.0 finds nothing above it)"
+            )
         from mtcnn import MTCNN
 
         self._mtcnn = MTCNN()
@@ -173,7 +176,9 @@ class HaarDetector:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = min(1.0, self.downscale / gray.shape[1]) if self.downscale else 1.0
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        boxes = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(20, 20))
+        boxes = self._cascade.detectMultiScale(
+            small, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(20, 20)
+        )
         return [Face(tuple(int(round(v / scale)) for v in b), 1.0) for b in (boxes if len(boxes) else [])]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
@@ -259,8 +264,8 @@ class BlazeFaceDetector:
     """
 
     # Scores of FER2013 faces found in scenes (whole frame only, before the tiles): median 0.77, a
-    # quarter below 0.67; false boxes (on the blurred-noise backgrounds) median 0.59. Faces scored below this are shown once a second
-    # detection confirms them (see clients.tracking).
+    # quarter below 0.67; false boxes (on the blurred-noise backgrounds) median 0.59. Faces scored below
+    # this are shown once a second detection confirms them (see clients.tracking).
     confirm_score = 0.75
     MODELS = {  # file, input side, anchor strides, anchors per cell
         "full": ("face_detection_full_range.tflite", 192, (4,), (1,)),

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only faces that do not also appear in the training data")
     p.add_argument("--flip-tta", action="store_true", help="average predictions with the mirrored faces")
     p.add_argument("--batch-size", type=int, default=128, help="prediction batch size. Default: %(default)s")
-    p.add_argument("--seed", type=int, default=0, help="seed of carved splits (use the training run's). Default: %(default)s")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of carved splits (use the training run's). Default: %(default)s"
+    )
     p.add_argument("--out", default=None, help="folder for report.json and confusion_matrix.png")
     return p
 
@@ -76,12 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             wide_data = load_data(data_config(args, args.seed), require_train=False)
             wide = wide_data.all_faces() if args.split == "all" else wide_data.splits.get(args.split)
             if wide is not None and set(wide.taxonomy.classes) - set(taxonomy.classes):
-                report["unseen_classes"] = unseen_class_report(model, wide, taxonomy.classes, batch_size=args.batch_size,
-                                                               flip_tta=args.flip_tta)
+                report["unseen_classes"] = unseen_class_report(
+                    model, wide, taxonomy.classes, batch_size=args.batch_size, flip_tta=args.flip_tta
+                )
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report.update(model=args.model[0] if len(args.model) == 1 else list(args.model), split=args.split, excluded_leaked=args.exclude_leaked)
+    report.update(
+        model=args.model[0] if len(args.model) == 1 else list(args.model),
+        split=args.split,
+        excluded_leaked=args.exclude_leaked,
+    )
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():
         print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")

@@ -52,7 +52,12 @@ def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: tu
         "accuracy": float(hits.sum() / max(1, len(labels))),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": {
-            c: {"support": int(true_counts[i]), "recall": float(recall[i]), "precision": float(precision[i]), "f1": float(f1[i])}
+            c: {
+                "support": int(true_counts[i]),
+                "recall": float(recall[i]),
+                "precision": float(precision[i]),
+                "f1": float(f1[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": cm.tolist(),
@@ -82,8 +87,10 @@ def evaluate_faces(
     report["by_source"] = {str(s): float(correct[faces.sources == s].mean()) for s in sorted(set(faces.sources))}
     subsets = sorted({s for s in faces.subsets if s})
     if subsets:
-        report["by_subset"] = {str(s): {"n": int((faces.subsets == s).sum()), "accuracy": float(correct[faces.subsets == s].mean())}
-                               for s in subsets}
+        report["by_subset"] = {
+            str(s): {"n": int((faces.subsets == s).sum()), "accuracy": float(correct[faces.subsets == s].mean())}
+            for s in subsets
+        }
     if leaked is not None:
         report["leaked"] = int(leaked.sum())
         report["accuracy_without_leaked"] = float(correct[~leaked].mean()) if (~leaked).any() else None

@@ -49,7 +49,9 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 def next_version(model_dir: Path) -> int:
     """One more than the largest numeric version folder (1 when there is none)."""
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.is_dir() else []
+    versions = (
+        [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.is_dir() else []
+    )
     return max(versions, default=0) + 1
 
 

@@ -40,7 +40,9 @@ class SavedModelClassifier:
     def predict(self, images: np.ndarray, batch_size: int = 128, verbose: int = 0) -> dict[str, np.ndarray]:
         outs = []
         for start in range(0, len(images), batch_size):
-            batch = tf.constant(np.clip(images[start:start + batch_size], 0, 255).astype(self._spec.dtype.as_numpy_dtype))
+            batch = tf.constant(
+                np.clip(images[start : start + batch_size], 0, 255).astype(self._spec.dtype.as_numpy_dtype)
+            )
             outs.append(self._serve(**{self._input_name: batch})["probabilities"].numpy())
         return {"probabilities": np.concatenate(outs)}
 
@@ -86,7 +88,7 @@ def load_classifier(path: str | Path):
         return as_float32(model)
     if p.is_dir():
         if not (p / "saved_model.pb").is_file():
-            versions = sorted((int(v.name) for v in p.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file()))
+            versions = sorted(int(v.name) for v in p.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file())
             if not versions:
                 raise ModelLoadError(f"{p} holds no saved_model.pb and no numbered version folders")
             p = p / str(versions[-1])

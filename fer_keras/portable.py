@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
@@ -183,7 +182,9 @@ def load_packs(paths: list[str | Path]) -> dict:
     expected = [(k, found[0][1]) for k in range(found[0][1])]
     if found != expected:
         have = ", ".join(str(k) for k, _ in found)
-        raise PortableError(f"{', '.join(map(str, paths))}: shards {have} given, a pack of {found[0][1]} needs each once")
+        raise PortableError(
+            f"{', '.join(map(str, paths))}: shards {have} given, a pack of {found[0][1]} needs each once"
+        )
     for path, part in zip(paths, parts):
         if part["meta"]["data"] != meta["data"] or part["meta"]["classes"] != meta["classes"]:
             raise PortableError(f"{path} belongs to another pack than {paths[0]}")
@@ -220,7 +221,9 @@ def train_packed(args: argparse.Namespace) -> dict:
     from fer_keras.pretrained import write_weights
 
     if args.deadline and args.warmup_epochs < 2:
-        raise PortableError("--deadline needs --warmup-epochs >= 2 (the second epoch is timed before the schedule is fixed)")
+        raise PortableError(
+            "--deadline needs --warmup-epochs >= 2 (the second epoch is timed before the schedule is fixed)"
+        )
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,7 +295,10 @@ def train_packed(args: argparse.Namespace) -> dict:
             total = epochs_that_fit(epoch, seconds, time.monotonic() - START, args.deadline, args.epochs,
                                     SAVE_INTERVAL_S)
             manifest["epochs_planned"] = total
-            print(f"epoch 2 took {seconds:.1f} s: {total} epochs fit before the {args.deadline:.0f} s deadline", flush=True)
+            print(
+                f"epoch 2 took {seconds:.1f} s: {total} epochs fit before the {args.deadline:.0f} s deadline",
+                flush=True,
+            )
         print(f"epoch {epoch}/{total} lr {lr:.5f} loss {row.get('loss', float('nan')):.4f} "
               f"val {val:.4f} best {best:.4f} ({seconds:.1f} s)", flush=True)
         now = time.monotonic()
@@ -363,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     pk = sub.add_parser("pack", help="write the train and val faces of some data to one file")
     add_data_arguments(pk)
-    pk.add_argument("--seed", type=int, default=0, help="split seed (as fer_keras.train's --seed). Default: %(default)s")
+    pk.add_argument(
+        "--seed", type=int, default=0, help="split seed (as fer_keras.train's --seed). Default: %(default)s"
+    )
     pk.add_argument("--out", required=True, help="the .npz to write")
     pk.add_argument("--shard-megabytes", type=float, default=0.0,
                     help="split into files of at most this many MB of images, OUT-0.npz, OUT-1.npz... (0: one file)")
@@ -373,11 +381,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="folder for NAME.json and NAME-partK.npz")
     tr.add_argument("--name", default="run", help="file name stem. Default: %(default)s")
     tr.add_argument("--model", default=DEFAULT_MODEL, help="architecture. Default: %(default)s")
-    tr.add_argument("--width", type=float, default=1.0, help="layer width multiplier (1 = published). Default: %(default)s")
+    tr.add_argument(
+        "--width", type=float, default=1.0, help="layer width multiplier (1 = published). Default: %(default)s"
+    )
     tr.add_argument("--init-from", default="", help="a shipped model name or a manifest .json to start from")
     tr.add_argument("--epochs", type=int, default=R["epochs"], help="maximum epochs. Default: %(default)s")
-    tr.add_argument("--deadline", type=float, default=0.0,
-                    help="seconds after start by which training must end (0: none); fixes the epoch count after epoch 2")
+    tr.add_argument(
+        "--deadline",
+        type=float,
+        default=0.0,
+        help="seconds after start by which training must end (0: none); fixes the epoch count after epoch 2",
+    )
     tr.add_argument("--batch-size", type=int, default=R["batch_size"], help="Default: %(default)s")
     tr.add_argument("--lr", type=float, default=R["learning_rate"], help="peak learning rate. Default: %(default)s")
     tr.add_argument("--momentum", type=float, default=R["momentum"], help="Default: %(default)s")

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=sorted(MODELS), default=D.model, help="architecture. Default: %(default)s")
-    m.add_argument("--width", type=float, default=D.width, help="layer width multiplier (1 = published). Default: %(default)s")
+    m.add_argument(
+        "--width", type=float, default=D.width, help="layer width multiplier (1 = published). Default: %(default)s"
+    )
     add_data_arguments(p)
     t = p.add_argument_group("training (defaults: the GiMeFive paper's recipe)")
     t.add_argument("--epochs", type=int, default=D.epochs, help="maximum epochs. Default: %(default)s")
@@ -43,13 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="Default: %(default)s")
     t.add_argument("--lr", type=float, default=D.learning_rate, help="(peak) learning rate. Default: %(default)s")
     t.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum. Default: %(default)s")
-    t.add_argument("--schedule", choices=SCHEDULES, default=D.schedule, help="learning-rate schedule. Default: %(default)s")
-    t.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs, help="linear warm-up epochs. Default: %(default)s")
+    t.add_argument(
+        "--schedule", choices=SCHEDULES, default=D.schedule, help="learning-rate schedule. Default: %(default)s"
+    )
+    t.add_argument(
+        "--warmup-epochs", type=int, default=D.warmup_epochs, help="linear warm-up epochs. Default: %(default)s"
+    )
     t.add_argument("--weight-decay", type=float, default=D.weight_decay,
                    help="L2 weight decay (coupled for sgd/adam, decoupled for adamw). Default: %(default)s")
     t.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="Default: %(default)s")
-    t.add_argument("--augment", default=",".join(D.augment),
-                   help=f"comma-separated augmentations from {', '.join(AUGMENTATIONS)}; 'none' for none. Default: %(default)s")
+    t.add_argument(
+        "--augment",
+        default=",".join(D.augment),
+        help=f"comma-separated augmentations from {', '.join(AUGMENTATIONS)}; 'none' for none. Default: %(default)s",
+    )
     t.add_argument("--augment-strength", type=float, default=D.augment_strength, help="Default: %(default)s")
     t.add_argument("--class-weighting", choices=CLASS_WEIGHTING, default=D.class_weighting, help="Default: %(default)s")
     t.add_argument("--soft-labels", action="store_true", help="train on annotator vote distributions (FER+)")
@@ -65,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--shifted-validation", action="store_true",
                    help="choose checkpoints on the validation faces plus a copy under the robustness shifts "
                         "(framing, tilt, light, blur, JPEG, occluders; fer_keras.data.shifts)")
-    t.add_argument("--init-from", default="", metavar="MODEL",
-                   help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
-                        "layer may differ: six to seven classes); it must not have trained on this run's val/test faces")
+    t.add_argument(
+        "--init-from",
+        default="",
+        metavar="MODEL",
+        help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
+        "layer may differ: six to seven classes); it must not have trained on this run's val/test faces",
+    )
     t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")
     t.add_argument("--hparams", default=None, metavar="JSON",
                    help="best_hparams.json from python -m tuning.search; its values override the flags above")
@@ -76,10 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", default=None, help="run directory. Default: runs/<model>")
     o.add_argument("--resume", action="store_true", help="continue the run in --run-dir after its last completed epoch")
-    o.add_argument("--export-base", default=D.export_base,
-                   help="SavedModel base path; the model goes to <base>/<export-name>/<next version>/; '' skips. Default: %(default)s")
+    o.add_argument(
+        "--export-base",
+        default=D.export_base,
+        help="SavedModel base path; the model goes to <base>/<export-name>/<next version>/; '' skips. "
+        "Default: %(default)s",
+    )
     o.add_argument("--export-name", default=None, help="model name under the export base. Default: the model name")
-    o.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 1 bar, 2 a line per epoch")
+    o.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 1 bar, 2 a line per epoch"
+    )
     return p
 
 

@@ -100,7 +100,9 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]
     if state is not None and config_file.is_file():
         saved = _with_defaults(json.loads(config_file.read_text()))
         mine = config.to_dict()
-        differs = sorted(k for k in mine if k not in ("epochs", "patience") and json.dumps(saved.get(k)) != json.dumps(mine[k]))
+        differs = sorted(
+            k for k in mine if k not in ("epochs", "patience") and json.dumps(saved.get(k)) != json.dumps(mine[k])
+        )
         if differs:
             raise RunDirError(f"cannot resume {run_dir}: its config differs in {', '.join(differs)} "
                               f"(only epochs and patience may change when resuming)")
@@ -149,10 +151,14 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
     print(data.table_text())
     print(data.integrity.summary())
     if "val" not in data.splits:
-        raise RunDirError("no validation faces: checkpoints are chosen on validation data, so a validation split is required")
+        raise RunDirError(
+            "no validation faces: checkpoints are chosen on validation data, so a validation split is required"
+        )
 
     train_faces = data.splits["train"]
-    weights = class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
+    weights = (
+        class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
+    )
     seed = resume_seed(config.seed, state.epochs_done)
     train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
                             augment=augmentation(config.augment, config.augment_strength, seed),
@@ -258,8 +264,12 @@ def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: Loaded
         metrics.update(selected_epoch=state.best_epoch, val_accuracy=state.best, epochs_done=state.epochs_done,
                        val_accuracy_no_tta=val_plain, val_accuracy_flip_tta=val_flipped)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-        plot_confusion_matrix(metrics["confusion_matrix"], data.taxonomy.classes, run_dir / "confusion_matrix.png",
-                              title=f"{config.model}, test accuracy {metrics['accuracy']:.3f} (epoch {state.best_epoch})")
+        plot_confusion_matrix(
+            metrics["confusion_matrix"],
+            data.taxonomy.classes,
+            run_dir / "confusion_matrix.png",
+            title=f"{config.model}, test accuracy {metrics['accuracy']:.3f} (epoch {state.best_epoch})",
+        )
         print(f"test accuracy {metrics['accuracy']:.4f} (macro-F1 {metrics['macro_f1']:.4f}) "
               f"of the epoch-{state.best_epoch} checkpoint (val accuracy {state.best:.4f}); "
               f"without {metrics['leaked']} leaked faces: {metrics['accuracy_without_leaked']}")

@@ -67,8 +67,6 @@ def test_evaluate_cli_on_a_trained_model(tmp_path, capsys):
 def test_evaluate_several_models_as_one_ensemble(tmp_path, capsys):
     import keras
 
-    from fer_keras.data.faces import load_faces
-    from fer_keras.data.synthetic import synthetic_records
     from fer_keras.data.taxonomy import SIX
     from fer_keras.evaluation import classification_report, predict_probabilities
     from fer_keras.loading import load_classifier
@@ -120,7 +118,11 @@ def test_evaluate_split_all_uses_every_image_of_a_source_without_splits(tmp_path
     assert code == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["n"] == 9 and report["split"] == "all"  # every happy, angry and fear image; neutral is not six-class
-    assert {c: v["support"] for c, v in report["per_class"].items() if v["support"]} == {"happiness": 4, "anger": 3, "fear": 2}
+    assert {c: v["support"] for c, v in report["per_class"].items() if v["support"]} == {
+        "happiness": 4,
+        "anger": 3,
+        "fear": 2,
+    }
     assert "recall" in out and "precision" in out
 
 

@@ -26,8 +26,8 @@ class _Oracle:
     """A stand-in model that answers from a lookup of the true labels, wrong on chosen faces."""
 
     def __init__(self, faces, wrong):
-        self.lookup = {f.tobytes(): (l + 1) % 6 if i in wrong else l
-                       for i, (f, l) in enumerate(zip(faces.images, faces.labels))}
+        self.lookup = {f.tobytes(): (y + 1) % 6 if i in wrong else y
+                       for i, (f, y) in enumerate(zip(faces.images, faces.labels))}
 
     def predict(self, images, batch_size=128, verbose=0):
         labels = [self.lookup[im.astype(np.uint8).tobytes()] for im in images]

@@ -52,7 +52,9 @@ def test_the_wheel_installed_in_a_fresh_environment_runs_its_commands(tmp_path):
     run = lambda *args: subprocess.run([str(python), *args], cwd=tmp_path, capture_output=True, text=True,  # noqa: E731
                                        timeout=300)
     where = run("-c", "import fer_keras, clients; print(fer_keras.__file__, clients.__file__)")
-    assert where.returncode == 0 and str(REPO) not in where.stdout and target in where.stdout, where.stdout + where.stderr
+    assert where.returncode == 0 and str(REPO) not in where.stdout and target in where.stdout, (
+        where.stdout + where.stderr
+    )
     listed = run("-m", "fer_keras.pretrained", "list")
     assert listed.returncode == 0 and "gimefive-fer2013" in listed.stdout, listed.stderr[-1000:]
     helped = run("-m", "clients.video", "--help")

@@ -139,7 +139,9 @@ def test_measure_records_the_test_report_and_a_fixed_sample(tmp_path, capsys):
 
     six = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
     model = build_model("gimefive", num_classes=6, input_size=32, width=1 / 16)
-    pretrained.pack(model, "tiny", tmp_path, six, {"model": "gimefive", "width": 1 / 16, "image_size": 32, "channels": 1})
+    pretrained.pack(
+        model, "tiny", tmp_path, six, {"model": "gimefive", "width": 1 / 16, "image_size": 32, "channels": 1}
+    )
     data = tmp_path / "fer2013"
     for i, folder in enumerate(["happy", "sad", "fear", "neutral"] * 6):  # 18 test faces in the six-class view
         write_image(data / "test" / folder / f"PrivateTest_{i:02d}.jpg", seed=i)

@@ -21,7 +21,18 @@ from fer_keras.training import RunDirError, train
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_ARGS = ["--width", "0.0625", "--image-size", "32", "--synthetic-per-class", "12", "--batch-size", "16", "--verbose", "0"]
+TINY_ARGS = [
+    "--width",
+    "0.0625",
+    "--image-size",
+    "32",
+    "--synthetic-per-class",
+    "12",
+    "--batch-size",
+    "16",
+    "--verbose",
+    "0",
+]
 
 
 def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:

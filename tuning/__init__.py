@@ -1,1 +1,2 @@
-"""KerasTuner Hyperband search over the fer_keras model builders (not built yet: see the tuning issue)."""
+"""KerasTuner Hyperband search over the fer_keras model builders (``python -m tuning.search``); the
+best hyperparameters it writes feed ``python -m fer_keras.train --hparams``."""

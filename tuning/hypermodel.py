@@ -95,7 +95,9 @@ class FERHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         config = self._config(hp)
-        augment = augmentation(config.augment, config.augment_strength, config.seed) if config.augment_strength else None
+        augment = (
+            augmentation(config.augment, config.augment_strength, config.seed) if config.augment_strength else None
+        )
         train = make_dataset(self.train, config.batch_size, training=True, augment=augment,
                              mix=mixer(config.augment, config.augment_strength), seed=config.seed,
                              robust=robust_strength(config.augment, config.augment_strength))

@@ -34,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=1, help="Hyperband iterations. Default: %(default)s")
     p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
     p.add_argument("--time-budget", type=float, default=None, help="stop starting trials after this many minutes")
-    p.add_argument("--out-dir", default="runs/tuning", help="search directory (shared in distributed mode). Default: %(default)s")
+    p.add_argument(
+        "--out-dir", default="runs/tuning", help="search directory (shared in distributed mode). Default: %(default)s"
+    )
     p.add_argument("--project", default="fer", help="project name inside --out-dir. Default: %(default)s")
-    p.add_argument("--augment", default="flip", help="augmentations every trial uses (strength is searched). Default: %(default)s")
+    p.add_argument(
+        "--augment", default="flip", help="augmentations every trial uses (strength is searched). Default: %(default)s"
+    )
     p.add_argument("--seed", type=int, default=0, help="search and split seed. Default: %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress during trials")
     return p
@@ -48,9 +52,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = SearchConfig(
-            family=args.family, data=data_config(args, args.seed), objective=args.objective, max_epochs=args.max_epochs,
-            factor=args.factor, iterations=args.iterations, max_trials=args.max_trials, time_budget_minutes=args.time_budget,
-            out_dir=args.out_dir, project=args.project, seed=args.seed,
+            family=args.family,
+            data=data_config(args, args.seed),
+            objective=args.objective,
+            max_epochs=args.max_epochs,
+            factor=args.factor,
+            iterations=args.iterations,
+            max_trials=args.max_trials,
+            time_budget_minutes=args.time_budget,
+            out_dir=args.out_dir,
+            project=args.project,
+            seed=args.seed,
             augment=tuple(a for a in args.augment.split(",") if a and a != "none"),
         )
         result = run_search(config, verbose=args.verbose)

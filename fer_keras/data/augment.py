@@ -16,7 +16,9 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "e
 MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) at strength 1, the values of the two papers
 
 
-def augmentation(names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed: int | None = None) -> keras.Sequential | None:
+def augmentation(
+    names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed: int | None = None
+) -> keras.Sequential | None:
     """Keras random layers for ``names`` (see ``AUGMENTATIONS``), scaled by ``strength``.
 
     At strength 1: rotation +-10 degrees, zoom and shift 10 %, contrast and
@@ -34,9 +36,15 @@ def augmentation(names: tuple[str, ...] = ("flip",), strength: float = 1.0, seed
         "rotate": lambda: keras.layers.RandomRotation(10 * s / 360, fill_mode="reflect", seed=seed, name="rotate"),
         "zoom": lambda: keras.layers.RandomZoom(0.1 * s, fill_mode="reflect", seed=seed, name="zoom"),
         "shift": lambda: keras.layers.RandomTranslation(0.1 * s, 0.1 * s, fill_mode="reflect", seed=seed, name="shift"),
-        "contrast": lambda: keras.layers.RandomContrast(min(0.2 * s, 0.9), value_range=(0, 255), seed=seed, name="contrast"),
-        "brightness": lambda: keras.layers.RandomBrightness(min(0.2 * s, 0.9), value_range=(0, 255), seed=seed, name="brightness"),
-        "erase": lambda: keras.layers.RandomErasing(factor=min(0.5 * s, 1.0), scale=(0.02, 0.2), value_range=(0, 255), seed=seed, name="erase"),
+        "contrast": lambda: keras.layers.RandomContrast(
+            min(0.2 * s, 0.9), value_range=(0, 255), seed=seed, name="contrast"
+        ),
+        "brightness": lambda: keras.layers.RandomBrightness(
+            min(0.2 * s, 0.9), value_range=(0, 255), seed=seed, name="brightness"
+        ),
+        "erase": lambda: keras.layers.RandomErasing(
+            factor=min(0.5 * s, 1.0), scale=(0.02, 0.2), value_range=(0, 255), seed=seed, name="erase"
+        ),
     }
     return keras.Sequential([makers[n]() for n in names], name="augmentation")
 

@@ -53,8 +53,3 @@ class ReadReport:
     def skip(self, reason: str, example: str = "") -> None:
         self.skipped[reason] += 1
         self.examples.setdefault(reason, example)
-
-    def merge(self, other: "ReadReport") -> None:
-        self.skipped.update(other.skipped)
-        for k, v in other.examples.items():
-            self.examples.setdefault(k, v)

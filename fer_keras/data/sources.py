@@ -173,9 +173,13 @@ def load_data(config: DataConfig, *, progress: bool = True, require_train: bool 
                 table.append({"source": name, "split": split, **faces.class_counts(), "total": len(faces)})
     splits = {s: FaceSet.concatenate(parts[s]) for s in SPLITS if parts[s]}
     if not splits:
-        raise DatasetError(f"no faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view")
+        raise DatasetError(
+            f"no faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view"
+        )
     if require_train and "train" not in splits:
-        raise DatasetError(f"no training faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view")
+        raise DatasetError(
+            f"no training faces in {', '.join(config.sources) or 'synthetic'} for the {config.classes}-class view"
+        )
     for split in SPLITS:
         if split in splits:
             counts = splits[split].class_counts()

@@ -5,9 +5,11 @@ Examples::
     # overlay + grid per image (face crops; --detect finds faces in full photos first)
     python -m fer_keras.explain photo.jpg faces/ --model runs/fer2013/best.keras --detect --out explained/
     # where the model looks for each emotion, over a labelled split
-    python -m fer_keras.explain --class-means --model runs/fer2013/best.keras --data fer2013=../shared/data/fer2013 --out maps/
+    python -m fer_keras.explain --class-means --model runs/fer2013/best.keras \
+        --data fer2013=../shared/data/fer2013 --out maps/
     # deletion / insertion faithfulness of every method against a random baseline
-    python -m fer_keras.explain --faithfulness --model runs/fer2013/best.keras --data fer2013=../shared/data/fer2013 --out faith/
+    python -m fer_keras.explain --faithfulness --model runs/fer2013/best.keras \
+        --data fer2013=../shared/data/fer2013 --out faith/
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.explain", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="*", help="image files or folders of images to explain")
-    p.add_argument("--model", default=DEFAULT_PRETRAINED,
-                   help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_PRETRAINED,
+        help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)",
+    )
     p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
     p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
@@ -50,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--methods", default=",".join(METHOD_NAMES),
                        help="methods compared by --faithfulness. Default: %(default)s")
     modes.add_argument("--split", default="test", choices=("train", "val", "test"), help="Default: %(default)s")
-    modes.add_argument("--limit", type=int, default=600, help="faces used from the split (stratified). Default: %(default)s")
+    modes.add_argument(
+        "--limit", type=int, default=600, help="faces used from the split (stratified). Default: %(default)s"
+    )
     modes.add_argument("--steps", type=int, default=16, help="deletion/insertion steps. Default: %(default)s")
     modes.add_argument("--seed", type=int, default=0, help="seed for sampling and tie-breaking. Default: %(default)s")
     add_data_arguments(p)

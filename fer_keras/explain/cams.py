@@ -37,7 +37,9 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
 
 def resize_map(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear resize of one [h, w] map to ``height`` x ``width``, kept in [0, 1]."""
-    return np.clip(cv2.resize(heatmap.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR), 0, 1)
+    return np.clip(
+        cv2.resize(heatmap.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR), 0, 1
+    )
 
 
 @dataclass
@@ -89,7 +91,11 @@ def explain(
         raise ValueError(f"faces must be [N, H, W, C], got shape {faces.shape}")
     _check_layer(model, layer)
     x_all = faces.astype(np.float32)
-    probabilities = np.asarray(model.predict(x_all, batch_size=max(batch_size, 1), verbose=0)["probabilities"]) if len(faces) else np.zeros((0, 0))
+    probabilities = (
+        np.asarray(model.predict(x_all, batch_size=max(batch_size, 1), verbose=0)["probabilities"])
+        if len(faces)
+        else np.zeros((0, 0))
+    )
     if class_ids is None:
         targets = probabilities.argmax(1) if len(faces) else np.zeros(0, int)
     else:

@@ -87,5 +87,14 @@ def non_trainable_parameters(model: keras.Model) -> int:
     return int(sum(int(w.numpy().size) for w in model.non_trainable_weights))
 
 
-__all__ = ["MODELS", "FacePreprocessing", "architecture_record", "build_from_architecture", "build_model", "conv_net", "trainable_parameters", "non_trainable_parameters",
-           "transfer_weights"]
+__all__ = [
+    "MODELS",
+    "FacePreprocessing",
+    "architecture_record",
+    "build_from_architecture",
+    "build_model",
+    "conv_net",
+    "trainable_parameters",
+    "non_trainable_parameters",
+    "transfer_weights",
+]

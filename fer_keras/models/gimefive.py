@@ -68,7 +68,9 @@ def conv_net(
     if pooling not in ("max", "avg"):
         raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
     if input_size < 2 ** len(filters):
-        raise ValueError(f"input_size {input_size} is too small for {len(filters)} blocks (needs >= {2 ** len(filters)})")
+        raise ValueError(
+            f"input_size {input_size} is too small for {len(filters)} blocks (needs >= {2 ** len(filters)})"
+        )
     face, x = face_input(input_size, channels)
     for i, width in enumerate(filters, start=1):
         x = conv_block(x, width, i, dropout=conv_dropout, use_bn=batch_norm, pooling=pooling, is_last=i == len(filters))
@@ -85,7 +87,9 @@ def _scaled(values: Sequence[int], width: float) -> tuple[int, ...]:
     return tuple(max(1, int(round(v * width))) for v in values)
 
 
-def gimefive(num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0) -> keras.Model:
+def gimefive(
+    num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0
+) -> keras.Model:
     """GiMeFive as published: 10,478,086 trainable parameters at width 1."""
     return conv_net(
         name="gimefive", num_classes=num_classes, input_size=input_size, channels=channels,
@@ -93,7 +97,9 @@ def gimefive(num_classes: int = 6, input_size: int = 64, channels: int | None = 
     )
 
 
-def baseline(num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0) -> keras.Model:
+def baseline(
+    num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0
+) -> keras.Model:
     """The paper's 4-block "Baseline": 2,606,086 trainable parameters at width 1."""
     return conv_net(
         name="baseline", num_classes=num_classes, input_size=input_size, channels=channels,
@@ -101,7 +107,9 @@ def baseline(num_classes: int = 6, input_size: int = 64, channels: int | None = 
     )
 
 
-def gimefive6(num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0) -> keras.Model:
+def gimefive6(
+    num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0
+) -> keras.Model:
     """The paper's 6-block variant: 41,950,726 trainable parameters at width 1."""
     return conv_net(
         name="gimefive6", num_classes=num_classes, input_size=input_size, channels=channels,

@@ -63,11 +63,19 @@ def resnet(
     return keras.Model(face, {"logits": logits, "probabilities": probabilities}, name=name)
 
 
-def resnet18(num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0) -> keras.Model:
+def resnet18(
+    num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0
+) -> keras.Model:
     """ResNet18: 11,179,590 trainable parameters at width 1 and 6 classes."""
-    return resnet((2, 2, 2, 2), name="resnet18", num_classes=num_classes, input_size=input_size, channels=channels, width=width)
+    return resnet(
+        (2, 2, 2, 2), name="resnet18", num_classes=num_classes, input_size=input_size, channels=channels, width=width
+    )
 
 
-def resnet34(num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0) -> keras.Model:
+def resnet34(
+    num_classes: int = 6, input_size: int = 64, channels: int | None = None, width: float = 1.0
+) -> keras.Model:
     """ResNet34: 21,287,750 trainable parameters at width 1 and 6 classes."""
-    return resnet((3, 4, 6, 3), name="resnet34", num_classes=num_classes, input_size=input_size, channels=channels, width=width)
+    return resnet(
+        (3, 4, 6, 3), name="resnet34", num_classes=num_classes, input_size=input_size, channels=channels, width=width
+    )

@@ -209,17 +209,23 @@ class ModelRegistry:
             if choice == "version_label":
                 label = spec.version_label
                 if label not in model.config.version_labels:
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
+                    raise ServingError(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
+                    )
                 version = model.config.version_labels[label]
             elif choice == "version":
                 version = spec.version.value
             else:
                 if not model.servables:  # TF Serving's answer while nothing is loaded (yet)
-                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
+                    raise ServingError(
+                        grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})"
+                    )
                 return model.servables[max(model.servables)]
             servable = model.servables.get(version)
             if servable is None:
-                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})")
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})"
+                )
             return servable
 
     def version_states(self, name: str, version: int | None = None) -> list[tuple[int, int, str]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -31,6 +30,7 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
+from serving.local.predict import run_predict
 from serving.local.registry import ServingError
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -73,7 +73,9 @@ def _tensor(value, info, alias: str):
     return tf.make_tensor_proto(array)
 
 
-def build_request(body: dict, spec: model_pb2.ModelSpec, signature_defs: dict) -> tuple[predict_pb2.PredictRequest, bool]:
+def build_request(
+    body: dict, spec: model_pb2.ModelSpec, signature_defs: dict
+) -> tuple[predict_pb2.PredictRequest, bool]:
     """A PredictRequest from a REST body; also whether it was row format (``instances``)."""
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object with 'instances' or 'inputs'")
@@ -139,8 +141,6 @@ class RestServer:
 
     def __init__(self, servicer, registry, host: str = "127.0.0.1", port: int = 8501,
                  max_body_bytes: int = 256 * 1024 * 1024):
-        from serving.local.server import run_predict
-
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -182,9 +182,17 @@ class RestServer:
                         signature_map = get_model_metadata_pb2.SignatureDefMap()
                         for key, value in servable.signature_defs.items():
                             signature_map.signature_def[key].CopyFrom(value)
-                        return self._send(200, {
-                            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-                            "metadata": {"signature_def": json_format.MessageToDict(signature_map)}})
+                        return self._send(
+                            200,
+                            {
+                                "model_spec": {
+                                    "name": servable.name,
+                                    "signature_name": "",
+                                    "version": str(servable.version),
+                                },
+                                "metadata": {"signature_def": json_format.MessageToDict(signature_map)},
+                            },
+                        )
                     if method == "GET" and not suffix:
                         spec = _spec(match)
                         version = spec.version.value if match["version"] else None
@@ -202,10 +210,10 @@ class RestServer:
                 except Exception as err:  # never drop the connection without an answer
                     return self._send(500, {"error": f"{type(err).__name__}: {err}"[:500]})
 
-            def do_GET(self):  # noqa: N802 (http.server's names)
+            def do_GET(self):
                 self._route("GET")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self._route("POST")
 
         self.max_body_bytes = max_body_bytes
@@ -214,7 +222,7 @@ class RestServer:
         self.host, self.port = host, self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name="rest")
 
-    def start(self) -> "RestServer":
+    def start(self) -> RestServer:
         self._thread.start()
         return self
 

@@ -138,7 +138,11 @@ def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
     bad.write_bytes(b"this is not a video")
     empty = tmp_path / "empty"
     empty.mkdir()
-    for path, message in ((bad, "cannot read"), (empty, "holds no images"), (tmp_path / "missing.mp4", "does not exist")):
+    for path, message in (
+        (bad, "cannot read"),
+        (empty, "holds no images"),
+        (tmp_path / "missing.mp4", "does not exist"),
+    ):
         assert video_main([str(path), "--server", server.address, "--out-dir", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
@@ -177,7 +181,14 @@ def test_with_no_server_and_no_model_the_shipped_model_is_served(video, tmp_path
     assert (tmp_path / "cache" / "serving" / "gimefive-fer2013" / "1" / "saved_model.pb").is_file()
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(len(r["faces"]) == 1 for r in records)
-    assert set(records[0]["faces"][0]["probabilities"]) == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}
+    assert set(records[0]["faces"][0]["probabilities"]) == {
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+    }
 
 
 def test_the_command_prints_no_native_tensorflow_lines(server, video, tmp_path):

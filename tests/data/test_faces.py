@@ -45,7 +45,9 @@ def test_odd_formats_decode(tmp_path):
     for path in (sixteen, palette, rgba, wrong_ext, huge):
         gray = decode_gray(path.read_bytes())
         assert gray is not None and gray.ndim == 2 and gray.dtype == np.uint8, path
-    faces, _, unreadable = load_faces([_record(p) for p in (sixteen, palette, rgba, wrong_ext, huge)], SIX, 32, progress=False)
+    faces, _, unreadable = load_faces(
+        [_record(p) for p in (sixteen, palette, rgba, wrong_ext, huge)], SIX, 32, progress=False
+    )
     assert not unreadable and faces.images.shape == (5, 32, 32, 1)
 
 

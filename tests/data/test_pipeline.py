@@ -27,7 +27,9 @@ def test_training_shuffles_and_flips(faces):
     assert xs.shape[0] == len(faces)
     flipped = faces.images[..., ::-1, :].astype(np.float32)
     originals = faces.images.astype(np.float32)
-    n_flipped = sum(any(np.array_equal(x, f) for f in flipped) and not any(np.array_equal(x, o) for o in originals) for x in xs)
+    n_flipped = sum(
+        any(np.array_equal(x, f) for f in flipped) and not any(np.array_equal(x, o) for o in originals) for x in xs
+    )
     assert 0 < n_flipped < len(faces)
 
 

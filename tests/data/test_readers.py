@@ -26,7 +26,13 @@ def _fer2013_tree(root: Path, write):
 def test_fer2013_folders_whole_test_protocol(tmp_path, image_writer):
     records, report = read_fer2013(str(_fer2013_tree(tmp_path, image_writer)))
     by_name = {Path(r.path).name: r for r in records}
-    assert set(by_name) == {"Training_1.jpg", "Training_2.jpg", "Training_3.jpg", "PublicTest_4.jpg", "PrivateTest_5.jpg"}
+    assert set(by_name) == {
+        "Training_1.jpg",
+        "Training_2.jpg",
+        "Training_3.jpg",
+        "PublicTest_4.jpg",
+        "PrivateTest_5.jpg",
+    }
     assert by_name["Training_1.jpg"].emotion == "happiness" and by_name["Training_1.jpg"].split == "train"
     assert by_name["PublicTest_4.jpg"].split == "test" and by_name["PublicTest_4.jpg"].subset == "PublicTest"
     assert by_name["PrivateTest_5.jpg"].split == "test" and by_name["PrivateTest_5.jpg"].emotion == "sadness"
@@ -141,7 +147,11 @@ def test_affectnet_names_numbers_and_val_as_test(tmp_path, image_writer):
     image_writer(tmp_path / "train" / "3" / "2.jpg")
     image_writer(tmp_path / "val" / "contempt" / "3.jpg")
     records, _ = read_affectnet(str(tmp_path))
-    assert sorted((r.split, r.emotion) for r in records) == [("test", "contempt"), ("train", "happiness"), ("train", "surprise")]
+    assert sorted((r.split, r.emotion) for r in records) == [
+        ("test", "contempt"),
+        ("train", "happiness"),
+        ("train", "surprise"),
+    ]
 
 
 def test_ckplus_splits_by_subject(tmp_path, image_writer):

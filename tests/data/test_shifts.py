@@ -23,7 +23,11 @@ def textured(n=6, side=64, seed=0, cells=8):
     coarse = rng.integers(20, 235, (n, cells, cells)).astype(np.float32)
     import cv2
 
-    return np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_CUBIC) for c in coarse]).clip(0, 255).astype(np.uint8)[..., None]
+    return (
+        np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_CUBIC) for c in coarse])
+        .clip(0, 255)
+        .astype(np.uint8)[..., None]
+    )
 
 
 @pytest.mark.parametrize("name", list(shifts.SHIFTS))
@@ -42,9 +46,14 @@ def test_every_shift_keeps_shape_and_is_seeded_per_face(name):
     assert strong > mild
 
 
-@pytest.mark.parametrize("name,severity,message", [
-    ("twirl", 1, "unknown shift 'twirl'"), ("blur", 0, "severity must be 1 to 5"), ("blur", 6, "severity must be 1 to 5"),
-])
+@pytest.mark.parametrize(
+    "name,severity,message",
+    [
+        ("twirl", 1, "unknown shift 'twirl'"),
+        ("blur", 0, "severity must be 1 to 5"),
+        ("blur", 6, "severity must be 1 to 5"),
+    ],
+)
 def test_bad_shift_or_severity_is_a_clear_error(name, severity, message):
     with pytest.raises(ValueError, match=message):
         shifts.apply_shift(textured(1), name, severity)

@@ -30,7 +30,9 @@ def test_aggregation_table_and_leakage(tmp_path):
     (leaky / "train").rename(leaky / "test")
     write_class_folders(tmp_path / "b_train", synthetic_records(per_class=4, size=48, seed=2))
     (tmp_path / "b_train" / "train").rename(leaky / "train")
-    data = load_data(DataConfig(sources=(f"folders={tmp_path / 'a'}", f"folders={leaky}"), image_size=32), progress=False)
+    data = load_data(
+        DataConfig(sources=(f"folders={tmp_path / 'a'}", f"folders={leaky}"), image_size=32), progress=False
+    )
     table = {(row["source"], row["split"]): row for row in data.table}
     assert table[("all", "train")]["total"] == len(data.splits["train"])
     a_test = sum(r.split == "test" for r in records)

@@ -24,4 +24,11 @@ def test_expressions_differ_more_between_classes_than_within():
 def test_cli_writes_class_folders(tmp_path):
     main(["--out", str(tmp_path), "--per-class", "2", "--size", "32"])
     files = sorted(tmp_path.rglob("*.png"))
-    assert len(files) == 12 and {f.parent.name for f in files} == {"happiness", "surprise", "sadness", "anger", "disgust", "fear"}
+    assert len(files) == 12 and {f.parent.name for f in files} == {
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+    }

@@ -85,9 +85,17 @@ def test_a_few_hundred_real_faces_train(tmp_path):
         target = subset / "train" / r.emotion / Path(r.path).name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(Path(r.path).read_bytes())
-    config = TrainConfig(model="baseline", width=0.25, data=DataConfig(sources=(f"folders={subset}",), val_fraction=0.2),
-                         epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                         run_dir=str(tmp_path / "run"), export_base="")
+    config = TrainConfig(
+        model="baseline",
+        width=0.25,
+        data=DataConfig(sources=(f"folders={subset}",), val_fraction=0.2),
+        epochs=3,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        run_dir=str(tmp_path / "run"),
+        export_base="",
+    )
     result = train(config, verbose=0, progress=False)
     losses = [h["loss"] for h in result.state.history]
     assert losses[-1] < losses[0]

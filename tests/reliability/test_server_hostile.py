@@ -4,7 +4,6 @@ names what was wrong, before anything large is allocated, and the server's memor
 import threading
 
 import grpc
-import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2

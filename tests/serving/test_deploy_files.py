@@ -111,7 +111,9 @@ def test_the_compose_healthcheck_passes_only_once_a_version_serves(tmp_path, tin
 
     if shutil.which("bash") is None:
         pytest.skip("needs bash")
-    command = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]["healthcheck"]["test"][1]
+    command = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]["healthcheck"][
+        "test"
+    ][1]
     base = tmp_path / "models" / "gimefive"
     with LocalServer(single_model_config("gimefive", str(base)), port=0, poll_seconds=0.1, rest_port=0) as srv:
         check = command.replace("8501", str(srv.rest.port))

@@ -61,16 +61,24 @@ def test_status_and_metadata(rest):
     assert signatures["serving_default"]["inputs"]["face"]["dtype"] == "DT_UINT8"
 
 
-@pytest.mark.parametrize("path,body,code,message", [
-    ("/v1/models/nope:predict", {"instances": [[0]]}, 404, "Servable not found"),
-    ("/v1/models/gimefive/versions/9:predict", {"instances": faces(1).tolist()}, 404, "Specific(gimefive, 9)"),
-    ("/v1/models/gimefive:predict", {"instances": faces(1).tolist(), "inputs": []}, 400, "exactly one of"),
-    ("/v1/models/gimefive:predict", {"instances": faces(1)[:, :32].tolist()}, 400, "expected shape"),
-    ("/v1/models/gimefive:predict", {"instances": (faces(1).astype(int) + 300).tolist()}, 400, "whole numbers from 0 to 255"),
-    ("/v1/models/gimefive:predict", {"signature_name": "nope", "instances": [[0]]}, 400, 'signature key "nope"'),
-    ("/v1/models/gimefive:predict", b"{not json", 400, "JSON Parse error"),
-    ("/v1/models/gimefive:classify", {"instances": [[0]]}, 404, "Malformed request"),
-])
+@pytest.mark.parametrize(
+    "path,body,code,message",
+    [
+        ("/v1/models/nope:predict", {"instances": [[0]]}, 404, "Servable not found"),
+        ("/v1/models/gimefive/versions/9:predict", {"instances": faces(1).tolist()}, 404, "Specific(gimefive, 9)"),
+        ("/v1/models/gimefive:predict", {"instances": faces(1).tolist(), "inputs": []}, 400, "exactly one of"),
+        ("/v1/models/gimefive:predict", {"instances": faces(1)[:, :32].tolist()}, 400, "expected shape"),
+        (
+            "/v1/models/gimefive:predict",
+            {"instances": (faces(1).astype(int) + 300).tolist()},
+            400,
+            "whole numbers from 0 to 255",
+        ),
+        ("/v1/models/gimefive:predict", {"signature_name": "nope", "instances": [[0]]}, 400, 'signature key "nope"'),
+        ("/v1/models/gimefive:predict", b"{not json", 400, "JSON Parse error"),
+        ("/v1/models/gimefive:classify", {"instances": [[0]]}, 404, "Malformed request"),
+    ],
+)
 def test_errors_have_tf_servings_shape_and_status(rest, path, body, code, message):
     status, payload = http(f"{rest}{path}", body)
     assert status == code and set(payload) == {"error"} and message in payload["error"], (status, payload)

@@ -37,7 +37,9 @@ def test_best_hparams_round_trip_into_training(tmp_path):
 
     result = run_search(SearchConfig(data=TINY, max_epochs=2, out_dir=str(tmp_path), project="p"), verbose=0)
     best = json.loads(result.best_path.read_text())["hparams"]
-    config = apply_hparams(TrainConfig(data=TINY, epochs=1, run_dir=str(tmp_path / "run"), export_base=""), result.best_path)
+    config = apply_hparams(
+        TrainConfig(data=TINY, epochs=1, run_dir=str(tmp_path / "run"), export_base=""), result.best_path
+    )
     assert config.model == "convnet" and config.model_options == best["model_options"]
     assert config.learning_rate == best["learning_rate"] and config.batch_size == best["batch_size"]
     run = train(config, verbose=0, progress=False)
@@ -47,7 +49,9 @@ def test_best_hparams_round_trip_into_training(tmp_path):
 
 
 def test_an_interrupted_search_continues(tmp_path):
-    first = run_search(SearchConfig(data=TINY, max_epochs=3, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0)
+    first = run_search(
+        SearchConfig(data=TINY, max_epochs=3, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0
+    )
     assert len(first.rows) == 1
     again = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
     assert len(again.rows) > 1
@@ -102,5 +106,9 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
     folder = tmp_path / "dist"
-    assert (folder / "best_hparams.json").is_file() and (folder / "tuner0.json").is_file() and (folder / "tuner1.json").is_file()
+    assert (
+        (folder / "best_hparams.json").is_file()
+        and (folder / "tuner0.json").is_file()
+        and (folder / "tuner1.json").is_file()
+    )
     assert "best hyperparameters" in outputs["chief"]

@@ -48,7 +48,9 @@ def read_fer2013(path: str, protocol: str = "whole-test") -> tuple[list[Record],
     for folder_name in ("train", "test"):
         folder = root / folder_name
         if not folder.is_dir():
-            raise DatasetError(f"FER2013: expected {folder} (Kaggle layout: train/<class>/, test/<class>/) or a fer2013.csv file")
+            raise DatasetError(
+                f"FER2013: expected {folder} (Kaggle layout: train/<class>/, test/<class>/) or a fer2013.csv file"
+            )
         records += class_folder_records(
             folder, source="fer2013", split="train", report=report,
             subset_of=lambda f: f.name.split("_", 1)[0],

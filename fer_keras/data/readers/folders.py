@@ -19,7 +19,9 @@ from fer_keras.data.records import ReadReport, Record
 from fer_keras.data.taxonomy import AFFECTNET_IDS, EMOTIONS, canonical_emotion
 
 
-def _read_tree(root: Path, source: str, label_of, *, val_is_test: bool = False, group_of=None) -> tuple[list[Record], ReadReport]:
+def _read_tree(
+    root: Path, source: str, label_of, *, val_is_test: bool = False, group_of=None
+) -> tuple[list[Record], ReadReport]:
     report = ReadReport()
     splits = split_folders(root)
     if not splits:
@@ -28,7 +30,9 @@ def _read_tree(root: Path, source: str, label_of, *, val_is_test: bool = False, 
     for split, folder in splits.items():
         if val_is_test and split == "val" and "test" not in splits:
             split = "test"
-        records += class_folder_records(folder, source=source, split=split, report=report, label_of=label_of, group_of=group_of)
+        records += class_folder_records(
+            folder, source=source, split=split, report=report, label_of=label_of, group_of=group_of
+        )
     if not records:
         raise DatasetError(f"{source}: no labelled images found under {root} (expected <class>/<image> folders)")
     return records, report
@@ -61,7 +65,9 @@ def read_ckplus(path: str) -> tuple[list[Record], ReadReport]:
     return _read_tree(require_dir(path, "CK+"), "ckplus", canonical_emotion, group_of=ckplus_subject)
 
 
-def read_folders(path: str, label_map: Mapping[str, str] | None = None, source: str = "folders") -> tuple[list[Record], ReadReport]:
+def read_folders(
+    path: str, label_map: Mapping[str, str] | None = None, source: str = "folders"
+) -> tuple[list[Record], ReadReport]:
     """Any class-per-folder dataset.
 
     Args:

@@ -38,7 +38,9 @@ def read_rafdb(path: str) -> tuple[list[Record], ReadReport]:
         report = ReadReport()
         records = []
         for split in ("train", "test"):
-            records += class_folder_records(packaged / split, source="rafdb", split=split, report=report, label_of=_label_from_id)
+            records += class_folder_records(
+                packaged / split, source="rafdb", split=split, report=report, label_of=_label_from_id
+            )
         return records, report
     raise DatasetError(
         f"RAF-DB: {root} has neither EmoLabel/list_patition_label.txt nor DATASET/{{train,test}}/{{1..7}}/"
