@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from clients.settings import EXPLAIN_CHOICES, AnalyzerConfig
-from fer_keras.config import DEFAULT_MODEL
+from fer_keras.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from fer_keras.detection import DETECTORS
 
 D = AnalyzerConfig()
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TF Serving gRPC address host:port. Default: start an embedded local server")
     s.add_argument("--model-base-path", default=None,
                    help="SavedModel versions the embedded server serves. Default: the shipped model --pretrained")
-    s.add_argument("--pretrained", default="gimefive-fer2013",
+    s.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
                    help="shipped model the embedded server serves when no --model-base-path is given "
                         "(exported once to ~/.cache/fer-keras). Default: %(default)s")
     s.add_argument("--model", default=DEFAULT_MODEL, help="served model name. Default: %(default)s")

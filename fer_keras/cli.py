@@ -37,12 +37,21 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                    help="synthetic faces per emotion. Default: %(default)s")
 
 
-def data_config(args: argparse.Namespace, seed: int = 0) -> DataConfig:
+def data_config(args: argparse.Namespace, seed: int = 0, *, classes: str | None = None,
+                sources: list[str] | None = None) -> DataConfig:
+    """The DataConfig the data flags describe; ``classes`` and ``sources`` replace ``--classes`` and
+    ``--data`` (a command that follows the model's class view passes it here, never into ``args``)."""
     label_map = tuple(tuple(p.split("=", 1)) for p in args.label_map.split(",") if p) if args.label_map else ()
     if any(len(pair) != 2 for pair in label_map):
         raise DatasetError(f"--label-map {args.label_map!r}: expected FOLDER=EMOTION pairs separated by commas")
     return DataConfig(
-        sources=tuple(args.data), classes=args.classes, image_size=args.image_size, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, fer2013_protocol=args.fer2013_protocol, label_map=label_map,
-        synthetic_per_class=args.synthetic_per_class, seed=seed,
+        sources=tuple(args.data if sources is None else sources),
+        classes=classes or args.classes,
+        image_size=args.image_size,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        fer2013_protocol=args.fer2013_protocol,
+        label_map=label_map,
+        synthetic_per_class=args.synthetic_per_class,
+        seed=seed,
     )

@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         requested = args.classes
         if taxonomy.name != requested:
             print(f"note: the model has the {taxonomy.name}-class view; evaluating that view", file=sys.stderr)
-        args.classes = taxonomy.name
-        data = load_data(data_config(args, args.seed), require_train=args.split != "train")
+        data = load_data(data_config(args, args.seed, classes=taxonomy.name), require_train=args.split != "train")
         if args.split == "all":
             faces, others = data.all_faces(), []
         elif args.split not in data.splits:
@@ -74,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             faces, leaked = faces.select(~leaked), None
         report = evaluate_faces(model, faces, leaked=leaked, batch_size=args.batch_size, flip_tta=args.flip_tta)
         if requested != taxonomy.name:
-            args.classes = requested
-            wide_data = load_data(data_config(args, args.seed), require_train=False)
+            # the requested view, with the classes the model lacks (its own split of the faces)
+            wide_data = load_data(data_config(args, args.seed, classes=requested), require_train=False)
             wide = wide_data.all_faces() if args.split == "all" else wide_data.splits.get(args.split)
             if wide is not None and set(wide.taxonomy.classes) - set(taxonomy.classes):
                 report["unseen_classes"] = unseen_class_report(

@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 def load_split(args, classes: str, spec: list[str], split: str):
     from fer_keras.data.sources import load_data
 
-    args.data, args.classes = spec, classes
-    data = load_data(data_config(args, args.seed), require_train=split != "train", progress=False)
+    config = data_config(args, args.seed, classes=classes, sources=spec)
+    data = load_data(config, require_train=split != "train", progress=False)
     if split == "all":
         return data.all_faces()
     if split not in data.splits:

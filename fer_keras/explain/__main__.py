@@ -157,8 +157,7 @@ def dataset_modes(args, model, taxonomy) -> int:
     from fer_keras.explain.faithfulness import faithfulness_report, report_table
     from fer_keras.explain.figures import class_mean_heatmaps
 
-    args.classes = taxonomy.name
-    data = load_data(data_config(args, args.seed))
+    data = load_data(data_config(args, args.seed, classes=taxonomy.name))
     if args.split not in data.splits:
         raise DatasetError(f"the data has no {args.split} split")
     faces = sample_split(data.splits[args.split], args.limit, args.seed)
