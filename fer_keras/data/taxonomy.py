@@ -31,29 +31,11 @@ FER2013_IDS = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness"
 # RAF-DB basic label ids in list_patition_label.txt and DATASET/{train,test}/<id>/.
 RAFDB_IDS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
 # AffectNet's numeric expression ids (the official annotation and numbered re-packagings).
-AFFECTNET_IDS = {
-    0: "neutral",
-    1: "happiness",
-    2: "sadness",
-    3: "surprise",
-    4: "fear",
-    5: "disgust",
-    6: "anger",
-    7: "contempt",
-}
+AFFECTNET_IDS = {0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear", 5: "disgust", 6: "anger",
+                 7: "contempt"}
 # FER+ label.csv vote columns after the image name and face box.
-FERPLUS_VOTE_COLUMNS = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-    "unknown",
-    "not_face",
-)
+FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                        "unknown", "not_face")
 
 
 def canonical_emotion(label: str) -> str | None:

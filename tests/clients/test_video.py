@@ -11,6 +11,7 @@ from clients.analyzer import AnalyzerConfig, VideoAnalyzer
 from clients.client import EmotionClient
 from clients.sources import open_source
 from clients.video import main as video_main
+from fer_keras.data.taxonomy import SIX
 
 
 def write_video(path, frames=24, size=(320, 240)):
@@ -181,14 +182,7 @@ def test_with_no_server_and_no_model_the_shipped_model_is_served(video, tmp_path
     assert (tmp_path / "cache" / "serving" / "gimefive-fer2013" / "1" / "saved_model.pb").is_file()
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(len(r["faces"]) == 1 for r in records)
-    assert set(records[0]["faces"][0]["probabilities"]) == {
-        "happiness",
-        "surprise",
-        "sadness",
-        "anger",
-        "disgust",
-        "fear",
-    }
+    assert set(records[0]["faces"][0]["probabilities"]) == set(SIX.classes)
 
 
 def test_the_command_prints_no_native_tensorflow_lines(server, video, tmp_path):
