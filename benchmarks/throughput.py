@@ -11,6 +11,8 @@ cross-entropy; inference is in eval mode. Keras runs in three ways: as
 inference through the exported-model path (a ``tf.function`` call); and
 ``keras-bf16`` under Keras' ``mixed_bfloat16`` policy (``--precision
 mixed_bfloat16`` of training), which uses AMX / AVX512-BF16 where the CPU has them.
+``keras-jax`` is the same Keras model and ``fit`` on the JAX backend
+(``KERAS_BACKEND=jax``; JAX from the ``bench`` extra), fed NumPy arrays.
 """
 
 from __future__ import annotations
@@ -62,6 +64,35 @@ def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str =
     return {"train_images_per_s": train, "inference_images_per_s": infer}
 
 
+def jax_figures(batch: int, steps: int) -> dict:
+    """The Keras model on the JAX backend (the child process sets KERAS_BACKEND before importing Keras)."""
+    import keras
+
+    from fer_keras.models import build_model
+    from fer_keras.optim import CoupledSGD
+
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    model = build_model("gimefive")
+    model.compile(optimizer=CoupledSGD(l2=1e-4, learning_rate=1e-3, momentum=0.9),
+                  loss={"logits": keras.losses.CategoricalCrossentropy(from_logits=True)})
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch, 64, 64, 1)).astype(np.float32)
+    y = np.eye(6, dtype=np.float32)[rng.integers(0, 6, batch)]
+    xs, ys = np.concatenate([x] * steps), {"logits": np.concatenate([y] * steps)}
+    model.fit(xs[: 3 * batch], {"logits": ys["logits"][: 3 * batch]}, batch_size=batch, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    train = batch * steps / (time.perf_counter() - start)
+    xi = rng.integers(0, 256, (128, 64, 64, 1)).astype(np.float32)
+    for _ in range(3):
+        np.asarray(model.predict_on_batch(xi)["probabilities"])
+    start = time.perf_counter()
+    for _ in range(steps):
+        np.asarray(model.predict_on_batch(xi)["probabilities"])
+    infer = 128 * steps / (time.perf_counter() - start)
+    return {"train_images_per_s": train, "inference_images_per_s": infer}
+
+
 def torch_figures(batch: int, steps: int, threads: int) -> dict:
     import torch
 
@@ -102,6 +133,8 @@ def torch_figures(batch: int, steps: int, threads: int) -> dict:
 def _child(args) -> None:
     if args.framework == "torch":
         figures = torch_figures(args.batch, args.steps, args.threads)
+    elif args.framework == "keras-jax":
+        figures = jax_figures(args.batch, args.steps)
     else:
         figures = keras_figures(args.batch, args.steps, args.threads, jit=args.framework == "keras-xla",
                                 policy="mixed_bfloat16" if args.framework == "keras-bf16" else "float32")
@@ -111,7 +144,10 @@ def _child(args) -> None:
 def _run(framework: str, args) -> dict | None:
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", framework, "--batch", str(args.batch),
            "--steps", str(args.steps), "--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if framework == "keras-jax":
+        env["KERAS_BACKEND"] = "jax"
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -124,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32, help="training batch size. Default: %(default)s")
     p.add_argument("--steps", type=int, default=20, help="timed steps. Default: %(default)s")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both. Default: all cores")
-    p.add_argument("--frameworks", default="keras,keras-xla,keras-bf16,torch",
-                   help="comma-separated: keras, keras-xla, keras-bf16, torch. Default: %(default)s")
+    p.add_argument("--frameworks", default="keras,keras-xla,keras-bf16,keras-jax,torch",
+                   help="comma-separated: keras, keras-xla, keras-bf16, keras-jax, torch. Default: %(default)s")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
