@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import keras_tuner as kt
 
 from fer_keras.config import DataConfig, TrainConfig
 from fer_keras.data.sources import load_data
+from tuning import DEFAULT_WORKER_TIMEOUT_S
 from tuning.hypermodel import FERHyperModel, trial_config
 
 OBJECTIVES = {"val_accuracy": ("val_probabilities_accuracy", "max"), "val_loss": ("val_loss", "min")}
@@ -34,6 +36,7 @@ class SearchConfig:
     project: str = "fer"
     seed: int = 0
     augment: tuple[str, ...] = ("flip",)
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
 
     @property
     def folder(self) -> Path:
@@ -41,28 +44,85 @@ class SearchConfig:
 
 
 class BudgetHyperbandOracle(kt.oracles.HyperbandOracle):
-    """Hyperband that stops handing out trials after a deadline or a trial count."""
+    """Hyperband that stops handing out trials after a deadline or a trial count, and that lets a
+    distributed search outlive a worker that died.
 
-    def __init__(self, *args, deadline: float | None = None, trial_budget: int | None = None, **kwargs):
+    KerasTuner's chief waits for every worker it has seen to ask for a trial and be told to stop,
+    and for every trial it handed out to end: a worker killed mid-trial left its trial RUNNING and
+    the chief (and the other workers, waiting for that Hyperband round) waiting for ever. Here a
+    worker not heard from (asking for a trial, or reporting an epoch) for ``worker_timeout``
+    seconds is let go: its trial goes back in the queue and runs again, from its start, on the
+    next worker that asks; it is recorded once, when it ends. A worker that comes back under the
+    same id later is a new worker.
+    """
+
+    def __init__(self, *args, deadline: float | None = None, trial_budget: int | None = None,
+                 worker_timeout: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         self.trial_budget = trial_budget
+        self.worker_timeout = worker_timeout
+        self._heard: dict[str, float] = {}
 
+    @kt.synchronized
     def create_trial(self, tuner_id):
+        self._heard[tuner_id] = time.time()
         over_time = self.deadline is not None and time.time() > self.deadline
         if over_time or (self.trial_budget is not None and len(self.trials) >= self.trial_budget):
             self.max_trials = len(self.trials)  # the base oracle answers STOPPED from here on
         return super().create_trial(tuner_id)
+
+    @kt.synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        for tuner_id, trial in self.ongoing_trials.items():
+            if trial.trial_id == trial_id:
+                self._heard[tuner_id] = time.time()
+        return super().update_trial(trial_id, metrics, step=step)
+
+    @kt.synchronized
+    def release_silent_workers(self) -> list[str]:
+        """Lets go of the workers silent for longer than ``worker_timeout``; returns their ids."""
+        if not self.worker_timeout:
+            return []
+        now = time.time()
+        silent = [t for t in {*self.tuner_ids, *self.ongoing_trials}
+                  if now - self._heard.setdefault(t, now) > self.worker_timeout]
+        for tuner_id in silent:
+            self.tuner_ids.discard(tuner_id)
+            self._heard.pop(tuner_id, None)
+            trial = self.ongoing_trials.pop(tuner_id, None)
+            if trial is not None:
+                self._retry_queue.append(trial.trial_id)
+                print(f"worker {tuner_id} silent for over {self.worker_timeout:.0f} s: its trial {trial.trial_id} "
+                      "goes to the next worker that asks", flush=True)
+            else:
+                print(f"worker {tuner_id} silent for over {self.worker_timeout:.0f} s: no longer waited for",
+                      flush=True)
+        if silent:
+            self.save()
+        return silent
+
+    def watch_workers(self, every: float = 5.0) -> threading.Thread:
+        """Checks for silent workers every ``every`` seconds, in a daemon thread (the chief's)."""
+
+        def loop():
+            while True:
+                time.sleep(every)
+                self.release_silent_workers()
+
+        thread = threading.Thread(target=loop, daemon=True, name="worker-watch")
+        thread.start()
+        return thread
 
 
 class BudgetHyperband(kt.tuners.Hyperband):
     """``kt.Hyperband`` (same trial logic) on :class:`BudgetHyperbandOracle`."""
 
     def __init__(self, hypermodel, *, objective, max_epochs, factor, hyperband_iterations, seed,
-                 deadline=None, trial_budget=None, **kwargs):
+                 deadline=None, trial_budget=None, worker_timeout=None, **kwargs):
         oracle = BudgetHyperbandOracle(objective=objective, max_epochs=max_epochs, factor=factor,
                                        hyperband_iterations=hyperband_iterations, seed=seed,
-                                       deadline=deadline, trial_budget=trial_budget)
+                                       deadline=deadline, trial_budget=trial_budget, worker_timeout=worker_timeout)
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
@@ -95,7 +155,7 @@ def make_tuner(config: SearchConfig, train, val) -> BudgetHyperband:
         FERHyperModel(config.family, train, val, base), objective=kt.Objective(metric, direction),
         max_epochs=config.max_epochs, factor=config.factor, hyperband_iterations=config.iterations, seed=config.seed,
         deadline=deadline, trial_budget=config.max_trials, directory=config.out_dir, project_name=config.project,
-        overwrite=False,
+        overwrite=False, worker_timeout=config.worker_timeout_s,
     )
 
 
@@ -111,6 +171,8 @@ def run_search(config: SearchConfig, verbose: int = 1) -> SearchResult | None:
     if "val" not in data.splits:
         raise ValueError("the search needs validation faces")
     tuner = make_tuner(config, data.splits["train"], data.splits["val"])
+    if is_chief() and os.environ.get("KERASTUNER_ORACLE_IP"):  # the chief of a distributed search
+        tuner.oracle.watch_workers()
     tuner.search(verbose=verbose)
     if not is_chief():
         return None

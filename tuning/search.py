@@ -19,6 +19,7 @@ import sys
 
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
+from tuning import DEFAULT_WORKER_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment", default="flip", help="augmentations every trial uses (strength is searched). Default: %(default)s"
     )
     p.add_argument("--seed", type=int, default=0, help="search and split seed. Default: %(default)s")
+    p.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT_S, metavar="SECONDS",
+                   help="distributed search: a worker not heard from for this long (no trial asked for, no epoch "
+                        "reported) is let go and its trial runs again on another worker; longer than an epoch. "
+                        "Default: %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress during trials")
     return p
 
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             project=args.project,
             seed=args.seed,
             augment=tuple(a for a in args.augment.split(",") if a and a != "none"),
+            worker_timeout_s=args.worker_timeout,
         )
         result = run_search(config, verbose=args.verbose)
     except (DatasetError, ValueError) as err:

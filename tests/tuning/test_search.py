@@ -112,3 +112,46 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
         and (folder / "tuner1.json").is_file()
     )
     assert "best hyperparameters" in outputs["chief"]
+
+
+def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
+    """KerasTuner alone waits for ever for a dead worker's trial; the chief lets it go after
+    --worker-timeout, another worker runs the trial, and every trial is recorded once."""
+    import csv
+    import time
+
+    port = str(_free_port())
+    command = [sys.executable, "-m", "tuning.search", "--max-epochs", "3", "--image-size", "32",
+               "--synthetic-per-class", "15", "--out-dir", str(tmp_path), "--project", "dist", "--verbose", "0",
+               "--worker-timeout", "60"]
+    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    procs = {name: subprocess.Popen(command, cwd=REPO, env={**base, "KERASTUNER_TUNER_ID": name},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in ("chief", "tuner0", "tuner1")}
+    oracle, killed = tmp_path / "dist" / "oracle.json", None
+    outputs = {}
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline:  # tuner0 holds a trial: kill it there
+            try:
+                killed = json.loads(oracle.read_text()).get("ongoing_trials", {}).get("tuner0")
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        assert killed is not None, "tuner0 never started a trial"
+        procs["tuner0"].kill()
+        for name in ("chief", "tuner1"):
+            outputs[name] = procs[name].communicate(timeout=500)[0]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    for name in ("chief", "tuner1"):
+        assert procs[name].returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
+    assert f"worker tuner0 silent for over 60 s: its trial {killed}" in outputs["chief"]
+    with open(tmp_path / "dist" / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = [r["trial_id"] for r in rows]
+    assert len(ids) == len(set(ids)) and killed in ids
+    assert all(r["status"] == "COMPLETED" for r in rows), rows
+    best = json.loads((tmp_path / "dist" / "best_hparams.json").read_text())
+    assert apply_hparams(TrainConfig(), tmp_path / "dist" / "best_hparams.json").model == best["hparams"]["model"]
