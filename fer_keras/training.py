@@ -57,14 +57,78 @@ class TrainResult:
     export_path: Path | None
 
 
+def check_tf_config(text: str | None) -> dict:
+    """The ``TF_CONFIG`` of a multi-worker run, checked: JSON with ``cluster`` (lists of ``host:port``
+    per task type) and ``task`` (a type of the cluster and an index within it), and this task's own
+    port free to listen on. One clear :class:`RunDirError` for anything else, before TensorFlow
+    starts the cluster (which would otherwise fail deep inside, or wait)."""
+    import socket
+
+    if not text:
+        example = '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
+        raise RunDirError("--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
+                          f"workers and this task), e.g. {example}")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise RunDirError(f"TF_CONFIG is not JSON ({err}): {text[:200]}") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in v)
+            for v in cluster.values()):
+        raise RunDirError(f"TF_CONFIG's cluster must map task types to lists of host:port; got {cluster!r}")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise RunDirError(f"TF_CONFIG's task must name a type of the cluster ({', '.join(cluster)}); got {task!r}")
+    index = task.get("index")
+    members = cluster[task["type"]]
+    if not isinstance(index, int) or not 0 <= index < len(members):
+        raise RunDirError(f"TF_CONFIG's task index {index!r} is outside its {len(members)} {task['type']} addresses")
+    port = members[index].rpartition(":")[2]
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", int(port)))
+        except OSError as err:
+            raise RunDirError(f"this task's address {members[index]} (TF_CONFIG {task['type']} {index}): port {port} "
+                              f"cannot be listened on ({err.strerror or err}); is another run using it?") from None
+    return config
+
+
 def get_strategy(name: str) -> tf.distribute.Strategy:
     """``default`` (one device), ``mirrored`` (all local GPUs) or ``multi-worker``
-    (machines listed in the ``TF_CONFIG`` environment variable)."""
+    (machines listed in the ``TF_CONFIG`` environment variable, checked first)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        import os
+
+        config = check_tf_config(os.environ.get("TF_CONFIG"))
+        return _form_cluster(config, float(os.environ.get("FER_KERAS_CLUSTER_TIMEOUT", CLUSTER_TIMEOUT_S)))
     return tf.distribute.get_strategy()
+
+
+# How long a multi-worker run waits for its cluster to form (FER_KERAS_CLUSTER_TIMEOUT overrides it).
+CLUSTER_TIMEOUT_S = 300.0
+
+
+def _form_cluster(config: dict, timeout: float) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy, which waits without a word, holding the interpreter, for every
+    worker of the cluster (measured: for ever when one is unreachable; SIGTERM does not stop it). The
+    wait is bounded from outside Python: after ``timeout`` seconds the process prints where it
+    waited and exits with status 1 (``faulthandler``), having said beforehand whom it waits for."""
+    import faulthandler
+    import sys
+
+    task = config["task"]
+    others = [a for kind, members in config["cluster"].items() for i, a in enumerate(members)
+              if (kind, i) != (task["type"], task["index"])]
+    print(f"forming the cluster: waiting for {', '.join(others) or 'no other task'} (at most {timeout:.0f} s; "
+          "FER_KERAS_CLUSTER_TIMEOUT sets it); if they do not answer, this run stops with status 1", file=sys.stderr,
+          flush=True)
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
