@@ -98,6 +98,7 @@ class VideoAnalyzer:
         self.config = config
         self.detector = detector or make_detector(config.detector)
         if config.explain != "none" and explainer is None:
+            client.explanation_signature(config.explain)  # a server without it: one clear error before any frame
             explainer = lambda crops: client.explain(crops, config.explain)[1]  # noqa: E731
         self.explainer = explainer if config.explain != "none" else None
         confirm = (

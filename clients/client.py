@@ -333,10 +333,9 @@ class EmotionClient:
             launch(i, 0)
         return future
 
-    def explain(self, faces: np.ndarray, method: str = "gradcam") -> tuple[Prediction, np.ndarray]:
-        """Probabilities and heatmaps ([N, h, w] in [0, 1]) of a served explanation method
-        (``fer_keras.explain.methods.SERVED_METHODS``: gradcam, gradcam++, layercam, saliency),
-        from the signature the export names for it."""
+    def explanation_signature(self, method: str) -> str:
+        """The served signature of explanation ``method``; one clear error for a method that is not served, or
+        a server whose export lacks it."""
         from fer_keras.explain.methods import SERVED_METHODS, cam_method
 
         entry = cam_method(method)
@@ -345,12 +344,19 @@ class EmotionClient:
         if entry.signature not in self.signatures:
             raise SignatureMismatch(f"{self._describe()} has no {entry.signature!r} signature (exported by an older "
                                     "version of fer_keras.export?); explain locally with a .keras model")
+        return entry.signature
+
+    def explain(self, faces: np.ndarray, method: str = "gradcam") -> tuple[Prediction, np.ndarray]:
+        """Probabilities and heatmaps ([N, h, w] in [0, 1]) of a served explanation method
+        (``fer_keras.explain.methods.SERVED_METHODS``: gradcam, gradcam++, layercam, saliency),
+        from the signature the export names for it."""
+        signature = self.explanation_signature(method)
         faces = self._check_faces(faces)
         probs, maps = [], []
         for i in range(0, max(len(faces), 1), self.max_batch):
             if len(faces) == 0:
                 break
-            out = self._call(self._stub.Predict, self._request(faces[i:i + self.max_batch], entry.signature)).outputs
+            out = self._call(self._stub.Predict, self._request(faces[i:i + self.max_batch], signature)).outputs
             probs.append(_decode(out["probabilities"]))
             maps.append(_decode(out["heatmap"]))
         if not probs:

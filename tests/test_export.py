@@ -135,3 +135,11 @@ def test_a_served_ensemble_answers_the_client_like_a_single_model(tmp_path, mode
             assert client.explain(faces, "saliency")[1].shape[1:] == (64, 64)
             with pytest.raises(ValueError, match="scorecam is not served"):
                 client.explain(faces, "scorecam")
+            # a server whose export lacks the method: the video analyzer refuses it before any frame
+            from clients.analyzer import AnalyzerConfig, VideoAnalyzer
+            from clients.client import SignatureMismatch
+
+            del client.signatures["layercam"]
+            with pytest.raises(SignatureMismatch, match="no 'layercam' signature"):
+                VideoAnalyzer(client, AnalyzerConfig(detector="none", explain="layercam"))
+            VideoAnalyzer(client, AnalyzerConfig(detector="none", explain="gradcam++"))
