@@ -162,7 +162,8 @@ class EmotionClient:
             request.model_spec.version_label = self.version_label
 
     def _call(self, method, request, attempts: int | None = None, deadline: float | None = None):
-        """One RPC with retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED; other errors become ClientErrors."""
+        """One RPC with retries on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (and NOT_FOUND while the model
+        loads); other errors become ClientErrors."""
         attempts = self.retries + 1 if attempts is None else attempts
         delay = self.backoff
         for attempt in range(attempts):
@@ -171,11 +172,16 @@ class EmotionClient:
             except grpc.RpcError as err:
                 code = err.code()
                 last = attempt == attempts - 1 or (deadline is not None and time.monotonic() + delay > deadline)
-                if code in RETRYABLE and not last:
+                if not last and self._worth_retrying(code):
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
                 raise self._translate(err) from None
+
+    def _worth_retrying(self, code: grpc.StatusCode) -> bool:
+        """UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED; and NOT_FOUND while the model is loading, which is
+        what a request that reaches a restarted server before its model has loaded is answered."""
+        return code in RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and self._loading_state()[0])
 
     def _translate(self, err: grpc.RpcError) -> ClientError:
         code, details = err.code(), err.details()
@@ -216,7 +222,8 @@ class EmotionClient:
         return dict(signature_map.signature_def)
 
     def _loading_state(self) -> tuple[bool, str]:
-        """Whether the model has a version starting or loading, and its status in words."""
+        """Whether the model asked for has a version starting, loading or (by now) available, and its status
+        in words: a request answered NOT_FOUND is then worth repeating."""
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request, "")
         request.model_spec.ClearField("signature_name")
@@ -225,7 +232,9 @@ class EmotionClient:
         except grpc.RpcError as err:
             return False, f"model status: {err.details()}"
         states = get_model_status_pb2.ModelVersionStatus.State
-        loading = any(v.state in (states.START, states.LOADING) for v in response.model_version_status)
+        # AVAILABLE too: the version may have finished loading between the NOT_FOUND and this look.
+        coming = (states.START, states.LOADING, states.AVAILABLE)
+        loading = any(v.state in coming for v in response.model_version_status)
         words = ", ".join(f"version {v.version} {states.Name(v.state)}"
                           + (f" ({v.status.error_message})" if v.status.error_message else "")
                           for v in response.model_version_status)
@@ -312,14 +321,22 @@ class EmotionClient:
             call = self._stub.Predict.future(self._request(parts[index], self.signature), timeout=self.timeout)
             call.add_done_callback(lambda c: done(index, attempt, c))
 
+        def retry_or_fail(index: int, attempt: int, err: grpc.RpcError) -> None:
+            if future.done():
+                return
+            if self._worth_retrying(err.code()):
+                launch(index, attempt + 1)
+            else:
+                future.set_exception(self._translate(err))
+
         def done(index: int, attempt: int, call) -> None:
             if future.done():
                 return
             err = call.exception()
             if err is not None:
-                if err.code() in RETRYABLE and attempt < self.retries:
-                    delay = min(self.backoff * 2 ** attempt, 5.0)
-                    threading.Timer(delay, launch, (index, attempt + 1)).start()
+                if attempt < self.retries:
+                    # Decided on a timer thread: the model-status RPC must not block gRPC's callback thread.
+                    threading.Timer(min(self.backoff * 2 ** attempt, 5.0), retry_or_fail, (index, attempt, err)).start()
                     return
                 future.set_exception(self._translate(err))
                 return

@@ -138,13 +138,24 @@ class ModelRegistry:
                 del self._models[gone]
 
     # -- polling -------------------------------------------------------------
-    def poll_once(self) -> None:
-        """Loads wanted versions not yet loaded, then unloads versions no longer wanted."""
+    def discover(self) -> dict[str, tuple[_Model, set[int]]]:
+        """Scans the base paths; each wanted version not loaded yet is marked START (as TF Serving
+        reports a version it has found but not begun loading). Returns the wanted versions per model."""
         with self._lock:
             models = list(self._models.items())
+        wanted_by_model = {}
         for name, model in models:
-            found = on_disk_versions(Path(model.config.base_path))
-            wanted = wanted_versions(model.config, found)
+            wanted = wanted_versions(model.config, on_disk_versions(Path(model.config.base_path)))
+            with self._lock:
+                for version in wanted - set(model.servables):
+                    if model.states.get(version) not in (State.LOADING, State.END):
+                        model.states[version] = State.START
+            wanted_by_model[name] = (model, wanted)
+        return wanted_by_model
+
+    def poll_once(self) -> None:
+        """Loads wanted versions not yet loaded, then unloads versions no longer wanted."""
+        for name, (model, wanted) in self.discover().items():
             for version in sorted(wanted - set(model.servables)):
                 self._load(name, model, version)
             with self._lock:

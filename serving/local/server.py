@@ -200,7 +200,11 @@ class LocalServer:
         return f"{self.host}:{self.port}"
 
     def start(self) -> LocalServer:
-        """Starts serving; models load in the background and answer once available."""
+        """Starts serving; models load in the background and answer once available.
+
+        The versions found on disk are marked START before the port opens, so from the first
+        request on, GetModelStatus tells a model still loading from one that is not served."""
+        self.registry.discover()
         self._server.start()
         if self.rest is not None:
             self.rest.start()

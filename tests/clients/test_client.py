@@ -121,6 +121,36 @@ def test_client_waits_while_the_model_is_loading(exported, monkeypatch):
         server.stop(grace=0.5)
 
 
+def test_predict_waits_for_a_restarted_server_still_loading_its_model(exported, monkeypatch):
+    import tensorflow as tf
+
+    first = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0).start()
+    port = first.port
+    client = EmotionClient(first.address, "gimefive", retries=12, backoff=0.1, timeout=5, connect_timeout=30)
+    assert client.predict(faces(2)).probabilities.shape == (2, 6)
+    first.stop(grace=0.1)
+
+    real_load = tf.saved_model.load
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: (time.sleep(2), real_load(*a, **k))[1])
+    second = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=port, poll_seconds=0)
+    loader = threading.Thread(target=second.start)  # the port opens at once, the model loads for 2 s
+    loader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not second.registry._models["gimefive"].states and time.monotonic() < deadline:
+            time.sleep(0.01)
+        states = second.registry.version_states("gimefive")
+        assert states[0][1] in (10, 20), states  # START, then LOADING (marked before the port opens)
+        # Requests reach the new server before the model is there (NOT_FOUND): retried, not fatal.
+        pending = client.predict_async(faces(4))
+        assert client.predict(faces(3)).probabilities.shape == (3, 6)
+        assert pending.result(timeout=60).probabilities.shape == (4, 6)
+    finally:
+        loader.join(60)
+        client.close()
+        second.stop(grace=0.5)
+
+
 def test_client_waits_for_a_server_that_starts_late(exported):
     port = _free_port()
     result = {}

@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import grpc
 import numpy as np
 import pytest
@@ -15,11 +18,18 @@ def tiny_model():
     return build_model("gimefive", width=1 / 16)
 
 
+@pytest.fixture(scope="session")
+def exported_template(tmp_path_factory, tiny_model):
+    """Version 1 of a tiny GiMeFive, exported once per session (an export takes seconds)."""
+    base = tmp_path_factory.mktemp("exported") / "models"
+    export_saved_model(tiny_model, base, "gimefive", SIX.classes)
+    return base
+
+
 @pytest.fixture
-def exported(tmp_path, tiny_model):
-    """A serving base path with version 1 of a tiny GiMeFive."""
-    export_saved_model(tiny_model, tmp_path / "models", "gimefive", SIX.classes)
-    return tmp_path / "models"
+def exported(tmp_path, exported_template):
+    """A serving base path with version 1 of a tiny GiMeFive: a test's own copy, free to change."""
+    return Path(shutil.copytree(exported_template, tmp_path / "models"))
 
 
 @pytest.fixture
