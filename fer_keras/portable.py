@@ -21,7 +21,9 @@ The test split is never packed: it is evaluated once, here, with
 ``python -m fer_keras.evaluate``.
 
 ``train`` uses the same pieces as ``fer_keras.train`` (model registry,
-augmentation layers, coupled-L2 SGD, label smoothing) with a per-epoch
+augmentation layers, the ``robust`` augmentation, which runs in NumPy/OpenCV
+on worker threads through :class:`fer_keras.data.batches.FaceBatches`,
+``--shifted-validation``, coupled-L2 SGD, label smoothing) with a per-epoch
 schedule: linear warm-up, then cosine decay to zero over a number of epochs
 fixed after timing the second epoch, so that the run ends before
 ``--deadline`` seconds. The checkpoint is chosen on validation accuracy; its
@@ -240,10 +242,22 @@ def train_packed(args: argparse.Namespace) -> dict:
           f"({time.monotonic() - START:.0f} s)", flush=True)
 
     names = tuple(args.augment.split(",")) if args.augment else ()
-    if "robust" in names:
-        raise PortableError("--augment robust runs in NumPy/OpenCV inside the tf.data pipeline: train it with "
-                            "python -m fer_keras.train (this trainer's augmentations are Keras layers only)")
+    if set(names) & {"mixup", "cutmix"}:
+        raise PortableError("--augment mixup / cutmix mix pairs in the tf.data pipeline: train them with "
+                            "python -m fer_keras.train")
     augment = augmentation(names, args.augment_strength, args.seed)
+    feed = None
+    if "robust" in names:  # NumPy/OpenCV per face, on worker threads beside the accelerator
+        from fer_keras.data.batches import FaceBatches
+
+        feed = FaceBatches(x, y, args.batch_size, robust=args.augment_strength, seed=args.seed,
+                           workers=args.workers or min(16, os.cpu_count() or 1))
+    if args.shifted_validation:
+        from fer_keras.data.shifts import mixed_shifts
+
+        shifted, _ = mixed_shifts(np.clip(xv, 0, 255).astype(np.uint8), args.seed)
+        xv, yv = np.concatenate([xv, shifted.astype(np.float32)]), np.concatenate([yv, yv])
+        print(f"validating on {len(xv)} faces: the validation faces and a copy under the shift suite", flush=True)
     if args.precision != "float32":
         keras.mixed_precision.set_dtype_policy(args.precision)
     architecture = architecture_record(args.model, size, args.width)
@@ -280,9 +294,11 @@ def train_packed(args: argparse.Namespace) -> dict:
         lr = epoch_learning_rate(epoch, args.lr, args.warmup_epochs, total)
         trainer.optimizer.learning_rate.assign(lr)
         began = time.monotonic()
-        logs = trainer.fit(x, {"logits": y, "probabilities": y}, batch_size=args.batch_size, epochs=epoch,
-                           initial_epoch=epoch - 1, validation_data=(xv, {"logits": yv, "probabilities": yv}),
-                           verbose=0).history
+        inputs = {"x": x, "y": {"logits": y, "probabilities": y}, "batch_size": args.batch_size} if feed is None \
+            else {"x": feed.start_at(epoch - 1)}
+        logs = trainer.fit(**inputs, epochs=epoch, initial_epoch=epoch - 1, verbose=0,
+                           validation_data=(xv, {"logits": yv, "probabilities": yv}),
+                           validation_batch_size=args.batch_size).history
         seconds = time.monotonic() - began
         row = {"epoch": epoch, "learning_rate": lr, "seconds": round(seconds, 2),
                **{k.replace("probabilities_", ""): float(v[-1]) for k, v in logs.items()}}
@@ -402,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--augment", default=",".join(R["augment"]), help="Default: %(default)s")
     tr.add_argument("--augment-strength", type=float, default=R["augment_strength"], help="Default: %(default)s")
     tr.add_argument("--soft-labels", action="store_true", help="train on vote distributions (FER+)")
+    tr.add_argument("--shifted-validation", action="store_true",
+                    help="choose the checkpoint on the validation faces plus a copy under the robustness shifts "
+                         "(as fer_keras.train's flag)")
+    tr.add_argument("--workers", type=int, default=0,
+                    help="threads preparing --augment robust batches (0: the CPU count, at most 16)")
     tr.add_argument("--precision", choices=(*PRECISIONS, "mixed_float16"), default=R["precision"],
                     help="Default: %(default)s")
     tr.add_argument("--seed", type=int, default=0, help="Default: %(default)s")

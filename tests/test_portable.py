@@ -169,6 +169,20 @@ def test_train_then_unpack_round_trip(packed, tmp_path, monkeypatch, capsys):
         model_from_manifest(out / "tiny.json")
 
 
+def test_robust_training_and_shifted_validation_run_from_a_pack(packed, tmp_path, capsys):
+    rc = portable.main(["train", str(packed), "--out", str(tmp_path), "--name", "robust", "--width", "0.0625",
+                        "--epochs", "2", "--batch-size", "16", "--augment", "flip,robust", "--shifted-validation",
+                        "--workers", "2"])
+    assert rc == 0
+    val_faces = int((load_packed(packed)["split"] == 1).sum())
+    assert f"validating on {2 * val_faces} faces" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "robust.json").read_text())
+    assert [h["epoch"] for h in manifest["history"]] == [1, 2]
+    assert manifest["recipe"]["augment"] == "flip,robust" and manifest["recipe"]["shifted_validation"] is True
+    assert portable.main(["train", str(packed), "--out", str(tmp_path), "--augment", "flip,mixup"]) == 2
+    assert "mixup / cutmix" in capsys.readouterr().err
+
+
 def test_a_deadline_needs_two_warm_up_epochs(packed, tmp_path, capsys):
     rc = portable.main(["train", str(packed), "--out", str(tmp_path), "--deadline", "60", "--warmup-epochs", "1"])
     assert rc == 2
@@ -176,7 +190,8 @@ def test_a_deadline_needs_two_warm_up_epochs(packed, tmp_path, capsys):
 
 
 # What `portable train` imports, directly or in its functions (pack-only imports are left out).
-DEVICE_ROOTS = ("fer_keras.portable", "fer_keras.train", "fer_keras.data.augment", "fer_keras.models",
+DEVICE_ROOTS = ("fer_keras.portable", "fer_keras.train", "fer_keras.data.augment", "fer_keras.data.batches",
+                "fer_keras.data.shifts", "fer_keras.models",
                 "fer_keras.optim", "fer_keras.pretrained", "fer_keras.data.faces", "fer_keras.data.readers.common")
 
 
@@ -228,7 +243,7 @@ class NoTensorFlow(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoTensorFlow())
 from fer_keras import portable
 rc = portable.main(["train", {str(packed)!r}, "--out", {str(tmp_path)!r}, "--width", "0.0625", "--epochs", "2",
-                    "--batch-size", "16"])
+                    "--batch-size", "16", "--augment", "flip,robust", "--shifted-validation"])
 print("rc", rc, "tensorflow" in sys.modules)
 """
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
