@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -199,33 +198,18 @@ def load_packs(paths: list[str | Path]) -> dict:
 # ----------------------------------------------------------------------------- train (anywhere)
 
 
-def epoch_learning_rate(epoch: int, peak: float, warmup: int, total: int) -> float:
-    """The rate of 1-based ``epoch``: linear warm-up to ``peak`` over ``warmup`` epochs, then a
-    cosine decay that reaches zero after epoch ``total``."""
-    if epoch <= warmup:
-        return peak * epoch / max(1, warmup)
-    span = max(1, total - warmup)
-    return 0.5 * peak * (1.0 + math.cos(math.pi * min(epoch - warmup, span) / span))
-
-
-def epochs_that_fit(done: int, epoch_seconds: float, now: float, deadline: float, cap: int, margin: float) -> int:
-    """Total epochs so that the rest, at ``epoch_seconds`` each, ends ``margin`` seconds before ``deadline``."""
-    more = int((deadline - margin - now) // max(epoch_seconds, 1e-6))
-    return max(done, min(cap, done + more))
-
-
 def train_packed(args: argparse.Namespace) -> dict:
+    """One ``fit`` over a packed file: warm-up + cosine per epoch fitted to ``--deadline``, the
+    validation-selected weights written in parts as it goes (``fer_keras.fitting``)."""
     import keras
 
     from fer_keras.data.augment import augmentation
+    from fer_keras.fitting import BestWeights, EpochSchedule, compile_classifier
     from fer_keras.models import architecture_record, build_from_architecture
     from fer_keras.optim import CoupledSGD
     from fer_keras.pretrained import write_weights
 
-    if args.deadline and args.warmup_epochs < 2:
-        raise PortableError(
-            "--deadline needs --warmup-epochs >= 2 (the second epoch is timed before the schedule is fixed)"
-        )
+    schedule = EpochSchedule(args.lr, args.warmup_epochs, args.epochs, args.deadline, START, SAVE_INTERVAL_S)
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -276,67 +260,26 @@ def train_packed(args: argparse.Namespace) -> dict:
             layer.supports_jit = True
     face = keras.Input((size, size, 1), name="face")
     trainer = keras.Model(face, base(augment(face) if augment is not None else face))
-    trainer.compile(
-        optimizer=CoupledSGD(l2=args.weight_decay, learning_rate=0.0, momentum=args.momentum, nesterov=args.nesterov),
-        loss={"logits": keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)},
-        metrics={"probabilities": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
-        jit_compile=True if jax_compiled else "auto",
-    )
+    compile_classifier(trainer, CoupledSGD(l2=args.weight_decay, learning_rate=0.0, momentum=args.momentum,
+                                           nesterov=args.nesterov),
+                       args.label_smoothing, jit_compile=True if jax_compiled else "auto")
     recipe = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
     manifest = {"name": args.name, "classes": classes, "architecture": architecture, "recipe": recipe,
                 "data": meta["data"], "train_faces": int(len(x)), "val_faces": int(len(xv)),
                 "digests_differing": packed["digests_differing"], "backend": keras.backend.backend()}
-    total = args.epochs
-    history, best, best_weights, saved_at = [], -1.0, None, 0.0
-    epoch = 0
-    while epoch < total:
-        epoch += 1
-        lr = epoch_learning_rate(epoch, args.lr, args.warmup_epochs, total)
-        trainer.optimizer.learning_rate.assign(lr)
-        began = time.monotonic()
-        inputs = {"x": x, "y": {"logits": y, "probabilities": y}, "batch_size": args.batch_size} if feed is None \
-            else {"x": feed.start_at(epoch - 1)}
-        logs = trainer.fit(**inputs, epochs=epoch, initial_epoch=epoch - 1, verbose=0,
-                           validation_data=(xv, {"logits": yv, "probabilities": yv}),
-                           validation_batch_size=args.batch_size).history
-        seconds = time.monotonic() - began
-        row = {"epoch": epoch, "learning_rate": lr, "seconds": round(seconds, 2),
-               **{k.replace("probabilities_", ""): float(v[-1]) for k, v in logs.items()}}
-        history.append(row)
-        val = _val_accuracy(row)
-        if val > best:
-            best, best_weights = val, [np.array(w) for w in base.get_weights()]
-            manifest.update(best_epoch=epoch, val_accuracy=val)
-        if args.deadline and epoch == 2:
-            total = epochs_that_fit(epoch, seconds, time.monotonic() - START, args.deadline, args.epochs,
-                                    SAVE_INTERVAL_S)
-            manifest["epochs_planned"] = total
-            print(
-                f"epoch 2 took {seconds:.1f} s: {total} epochs fit before the {args.deadline:.0f} s deadline",
-                flush=True,
-            )
-        print(f"epoch {epoch}/{total} lr {lr:.5f} loss {row.get('loss', float('nan')):.4f} "
-              f"val {val:.4f} best {best:.4f} ({seconds:.1f} s)", flush=True)
-        now = time.monotonic()
-        if args.deadline and epoch < total and now - START + seconds > args.deadline - 5:
-            print(f"stopping after epoch {epoch}: the next would pass the deadline", flush=True)
-            total = epoch
-        if best_weights is not None and (now - saved_at > SAVE_INTERVAL_S or epoch >= total):
-            write_weights(best_weights, out, args.name, {**manifest, "history": history, "epochs_done": epoch},
-                          PART_BYTES)
-            saved_at = now
-    manifest.update(history=history, epochs_done=epoch)
-    write_weights(best_weights, out, args.name, manifest, PART_BYTES)
-    print(f"best val accuracy {best:.4f} at epoch {manifest['best_epoch']} of {epoch}; "
+
+    def write(weights: list, progress: dict) -> None:
+        manifest.update(progress, epochs_planned=schedule.total)
+        write_weights(weights, out, args.name, manifest, PART_BYTES)
+
+    best = BestWeights(base, write, schedule, SAVE_INTERVAL_S)
+    inputs = {"x": x, "y": {"logits": y, "probabilities": y}, "batch_size": args.batch_size} if feed is None \
+        else {"x": feed}
+    trainer.fit(**inputs, epochs=args.epochs, verbose=0, validation_data=(xv, {"logits": yv, "probabilities": yv}),
+                validation_batch_size=args.batch_size, callbacks=[schedule, best])
+    print(f"best val accuracy {best.best:.4f} at epoch {best.best_epoch} of {len(best.history)}; "
           f"wrote {out / (args.name + '.json')} ({time.monotonic() - START:.0f} s)", flush=True)
     return manifest
-
-
-def _val_accuracy(row: dict) -> float:
-    keys = [k for k in row if k.startswith("val_") and k.endswith("accuracy")]
-    if not keys:
-        raise PortableError(f"no validation accuracy in the training logs ({sorted(row)})")
-    return row[keys[0]]
 
 
 def _initial_model(source: str, num_classes: int):

@@ -39,6 +39,7 @@ from fer_keras.data.shifts import mixed_shifts
 from fer_keras.data.sources import LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces
 from fer_keras.exporting import export_saved_model
+from fer_keras.fitting import compile_classifier
 from fer_keras.loading import as_float32, load_classifier
 from fer_keras.models import build_model, transfer_weights
 from fer_keras.optim import make_optimizer
@@ -132,11 +133,8 @@ def _form_cluster(config: dict, timeout: float) -> tf.distribute.Strategy:
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss={"logits": keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)},
-        metrics={"probabilities": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
-    )
+    """The run's optimizer and schedule (``fer_keras.optim``) with the shared objective."""
+    compile_classifier(model, make_optimizer(config, steps_per_epoch), config.label_smoothing)
 
 
 def _with_defaults(saved: dict) -> dict:

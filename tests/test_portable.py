@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 
 from fer_keras import portable
-from fer_keras.portable import (
-    PortableError,
-    epoch_learning_rate,
-    epochs_that_fit,
-    load_packed,
-    model_from_manifest,
-)
+from fer_keras.fitting import epoch_learning_rate, epochs_that_fit
+from fer_keras.portable import PortableError, load_packed, model_from_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_ARGS = ["--image-size", "32", "--synthetic-per-class", "12"]
@@ -190,7 +185,8 @@ def test_a_deadline_needs_two_warm_up_epochs(packed, tmp_path, capsys):
 
 
 # What `portable train` imports, directly or in its functions (pack-only imports are left out).
-DEVICE_ROOTS = ("fer_keras.portable", "fer_keras.train", "fer_keras.data.augment", "fer_keras.data.batches",
+DEVICE_ROOTS = ("fer_keras.portable", "fer_keras.train", "fer_keras.fitting", "fer_keras.data.augment",
+                "fer_keras.data.batches",
                 "fer_keras.data.shifts", "fer_keras.models",
                 "fer_keras.optim", "fer_keras.pretrained", "fer_keras.data.faces", "fer_keras.data.readers.common")
 
