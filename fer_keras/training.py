@@ -336,7 +336,12 @@ def finish_run(config: TrainConfig, run_dir: Path, state: RunState, data: Loaded
               f"of the epoch-{state.best_epoch} checkpoint (val accuracy {state.best:.4f}); "
               f"without {metrics['leaked']} leaked faces: {metrics['accuracy_without_leaked']}")
     export_path = None
-    if config.export_base:
+    if config.export_base and keras.backend.backend() != "tensorflow":
+        # tf.saved_model traces the model with TensorFlow ops: a model run on another backend cannot be traced.
+        print(f"not exported: a SavedModel needs KERAS_BACKEND=tensorflow (this run used {keras.backend.backend()}); "
+              f"export it with: python -m fer_keras.export {run_dir / 'best.keras'} --base {config.export_base} "
+              f"--name {config.served_name}" + (" --flip-tta" if flip_tta else ""))
+    elif config.export_base:
         export_path = export_saved_model(best, config.export_base, config.served_name, data.taxonomy.classes,
                                          flip_tta=flip_tta)
         atomic_write_text(run_dir / "export.txt", str(export_path) + "\n")

@@ -155,7 +155,10 @@ def make_dataset(
             shape = tf.shape(x)
             x = tf.reshape(tf.numpy_function(robust_batch, [x], tf.float32, stateful=True), shape)
         if training and augment is not None:
-            x = augment(x, training=True)
+            # Layer by layer: each Keras preprocessing layer runs on TensorFlow inside tf.data whatever
+            # the backend, a Sequential around them would not (KERAS_BACKEND=jax fails there).
+            for layer in augment.layers:
+                x = layer(x, training=True)
         if training and mix is not None:
             x, y, mixed_w = mix(x, y, w[0] if w else None)
             w = (mixed_w,) if w else ()
