@@ -110,6 +110,12 @@ class TrainConfig:
             training faces must not include this run's validation or test faces.
         shifted_validation: validate (choose checkpoints, decide flip TTA) on the
             validation faces plus a copy of them under the robustness shift suite.
+        distill_from: a teacher (``.keras`` file, SavedModel or shipped name) whose
+            flip-averaged probabilities on each *clean* training face are blended
+            into that face's target: with augmentation (``robust``) the student
+            learns to say on a shifted face what the teacher says on the clean one.
+            The teacher must not have trained on this run's validation or test faces.
+        distill_weight: share of the teacher's probabilities in the target (0-1).
     """
 
     model: str = DEFAULT_MODEL
@@ -140,6 +146,8 @@ class TrainConfig:
     precision: str = "float32"
     flip_tta: str = "auto"
     shifted_validation: bool = False
+    distill_from: str = ""
+    distill_weight: float = 0.5
 
     def __post_init__(self):
         checks = {
@@ -163,6 +171,8 @@ class TrainConfig:
         for name in ("weight_decay", "label_smoothing", "augment_strength", "warmup_epochs", "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be from 0 to 1; got {self.distill_weight}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be below 1; got {self.label_smoothing}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
         "layer may differ: six to seven classes); it must not have trained on this run's val/test faces",
     )
+    t.add_argument("--distill-from", default=D.distill_from, metavar="MODEL",
+                   help="blend this teacher's probabilities on each clean training face into its target (with "
+                        "--augment robust: the student learns to say on a shifted face what the teacher says on "
+                        "the clean one); it must not have trained on this run's val/test faces")
+    t.add_argument("--distill-weight", type=float, default=D.distill_weight,
+                   help="share of the teacher's probabilities in the targets, 0-1. Default: %(default)s")
     t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")
     t.add_argument("--hparams", default=None, metavar="JSON",
                    help="best_hparams.json from python -m tuning.search; its values override the flags above")
@@ -113,7 +119,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or "", steps_per_epoch=args.steps_per_epoch,
         init_from=args.init_from, precision=args.precision, flip_tta=args.flip_tta,
-        shifted_validation=args.shifted_validation,
+        shifted_validation=args.shifted_validation, distill_from=args.distill_from,
+        distill_weight=args.distill_weight,
     )
     if args.hparams:
         config = apply_hparams(config, args.hparams)

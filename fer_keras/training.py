@@ -37,7 +37,7 @@ from fer_keras.data.pipeline import (
 )
 from fer_keras.data.shifts import mixed_shifts
 from fer_keras.data.sources import LoadedData, load_data
-from fer_keras.evaluation import evaluate_faces
+from fer_keras.evaluation import evaluate_faces, predict_probabilities
 from fer_keras.exporting import export_saved_model
 from fer_keras.fitting import compile_classifier
 from fer_keras.loading import as_float32, load_classifier
@@ -221,8 +221,12 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
     weights = (
         class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
     )
+    if config.distill_from:
+        train_faces = with_teacher_targets(train_faces, config.distill_from, config.distill_weight,
+                                           config.soft_labels)
     seed = resume_seed(config.seed, state.epochs_done)
-    train_ds = make_dataset(train_faces, config.batch_size, training=True, soft_labels=config.soft_labels,
+    train_ds = make_dataset(train_faces, config.batch_size, training=True,
+                            soft_labels=config.soft_labels or bool(config.distill_from),
                             augment=augmentation(config.augment, config.augment_strength, seed),
                             mix=mixer(config.augment, config.augment_strength),
                             weights=weights, seed=seed,
@@ -280,6 +284,27 @@ def resume_seed(seed: int, epochs_done: int) -> int:
     against 0.16 on synthetic faces). A fresh seed per restart gives the resumed epochs new orders.
     """
     return seed + 7919 * epochs_done
+
+
+def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_labels: bool) -> FaceSet:
+    """``faces`` whose targets are ``weight`` x the teacher's flip-averaged probabilities on the clean
+    faces + ``1 - weight`` x their own (vote distributions with ``soft_labels``, else one-hot).
+
+    The teacher sees each face once, here, as it is on disk; augmentation later changes only the
+    student's input, so the target of a shifted face stays what the teacher says on the clean one."""
+    model = as_float32(load_classifier(teacher))
+    classes = faces.taxonomy.num_classes
+    probe = model.predict(faces.images[:1], verbose=0)["probabilities"]
+    if probe.shape[-1] != classes:
+        raise RunDirError(f"--distill-from {teacher}: the teacher has {probe.shape[-1]} classes, this run "
+                          f"{classes} ({', '.join(faces.taxonomy.classes)})")
+    print(f"distilling from {teacher}: its flip-averaged probabilities on the {len(faces)} clean training faces, "
+          f"weight {weight}")
+    taught = predict_probabilities(model, faces.images, flip_tta=True).astype(np.float32)
+    own = faces.soft if soft_labels else np.eye(classes, dtype=np.float32)[faces.labels]
+    out = faces.select(np.arange(len(faces)))
+    out.soft = (weight * taught + (1.0 - weight) * own).astype(np.float32)
+    return out
 
 
 def with_shifted_copy(faces: FaceSet, seed: int) -> FaceSet:

@@ -225,3 +225,29 @@ def test_the_same_command_trains_on_the_jax_backend(tmp_path):
                             env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert export.returncode == 0, export.stderr[-3000:]
     assert (tmp_path / "models" / "gimefive" / "1" / "saved_model.pb").is_file()
+
+
+def test_distillation_blends_the_teachers_clean_face_probabilities_into_the_targets(finished_run, tmp_path):
+    from fer_keras.data.sources import load_data
+    from fer_keras.evaluation import predict_probabilities
+    from fer_keras.training import with_teacher_targets
+
+    teacher = str(finished_run.run_dir / "best.keras")
+    faces = load_data(DataConfig(image_size=32, synthetic_per_class=30), progress=False).splits["train"]
+    taught = with_teacher_targets(faces, teacher, 0.25, soft_labels=False)
+    probs = predict_probabilities(keras.saving.load_model(teacher, compile=False), faces.images, flip_tta=True)
+    expected = 0.25 * probs + 0.75 * np.eye(6, dtype=np.float32)[faces.labels]
+    np.testing.assert_allclose(taught.soft, expected, atol=1e-5)
+    np.testing.assert_allclose(taught.soft.sum(1), 1.0, atol=1e-5)
+    assert np.array_equal(taught.images, faces.images) and np.array_equal(faces.soft.argmax(1), faces.labels)
+
+    result = train(tiny_config(tmp_path, epochs=1, export_base="", distill_from=teacher, distill_weight=0.5,
+                               augment=("flip", "robust")), verbose=0, progress=False)
+    assert json.loads((result.run_dir / "config.json").read_text())["distill_from"] == teacher
+    with pytest.raises(RunDirError, match="the teacher has 6 classes, this run 7"):
+        train(tiny_config(tmp_path, run_dir=str(tmp_path / "seven"), distill_from=teacher,
+                          data=DataConfig(image_size=32, synthetic_per_class=30, classes="seven")),
+              verbose=0, progress=False)
+    assert not (tmp_path / "seven").exists()  # nothing half-made
+    with pytest.raises(ValueError, match="distill_weight must be from 0 to 1"):
+        tiny_config(tmp_path, distill_weight=1.5)
