@@ -4,3 +4,13 @@ best hyperparameters it writes feed ``python -m fer_keras.train --hparams``."""
 # Distributed search: a worker silent for this long is let go and its trial runs again elsewhere
 # (tuning.runner.BudgetHyperbandOracle); longer than one epoch of any trial.
 DEFAULT_WORKER_TIMEOUT_S = 1800.0
+
+# The families searched (tuning.hypermodel builds each) and every default of a search, here once:
+# tuning.runner.SearchConfig and the tuning.search command line take them from this module, which
+# imports nothing heavy (so --help is quick).
+FAMILIES = ("gimefive", "resnet")
+OBJECTIVE_NAMES = ("val_accuracy", "val_loss")
+SEARCH_DEFAULTS = {
+    "family": FAMILIES[0], "objective": OBJECTIVE_NAMES[0], "max_epochs": 20, "factor": 3, "iterations": 1,
+    "out_dir": "runs/tuning", "project": "fer", "seed": 0, "augment": ("flip",),
+}

@@ -19,8 +19,7 @@ import keras_tuner as kt
 from fer_keras.config import TrainConfig
 from fer_keras.data.faces import FaceSet
 from fer_keras.data.pipeline import augmentation, make_dataset, mixer, robust_strength
-
-FAMILIES = ("gimefive", "resnet")
+from tuning import FAMILIES
 
 
 def trial_config(values: dict, family: str) -> dict:

@@ -15,6 +15,7 @@ import keras_tuner as kt
 from fer_keras.config import DataConfig, TrainConfig
 from fer_keras.data.sources import load_data
 from tuning import DEFAULT_WORKER_TIMEOUT_S
+from tuning import SEARCH_DEFAULTS as D
 from tuning.hypermodel import FERHyperModel, trial_config
 
 OBJECTIVES = {"val_accuracy": ("val_probabilities_accuracy", "max"), "val_loss": ("val_loss", "min")}
@@ -24,18 +25,18 @@ OBJECTIVES = {"val_accuracy": ("val_probabilities_accuracy", "max"), "val_loss":
 class SearchConfig:
     """A search. ``out_dir/project`` holds KerasTuner's state (resumable) and the reports."""
 
-    family: str = "gimefive"
+    family: str = D["family"]
     data: DataConfig = field(default_factory=DataConfig)
-    objective: str = "val_accuracy"
-    max_epochs: int = 20
-    factor: int = 3
-    iterations: int = 1
+    objective: str = D["objective"]
+    max_epochs: int = D["max_epochs"]
+    factor: int = D["factor"]
+    iterations: int = D["iterations"]
     max_trials: int | None = None
     time_budget_minutes: float | None = None
-    out_dir: str = "runs/tuning"
-    project: str = "fer"
-    seed: int = 0
-    augment: tuple[str, ...] = ("flip",)
+    out_dir: str = D["out_dir"]
+    project: str = D["project"]
+    seed: int = D["seed"]
+    augment: tuple[str, ...] = D["augment"]
     worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
 
     @property

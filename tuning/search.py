@@ -19,30 +19,32 @@ import sys
 
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
-from tuning import DEFAULT_WORKER_TIMEOUT_S
+from tuning import DEFAULT_WORKER_TIMEOUT_S, FAMILIES, OBJECTIVE_NAMES
+from tuning import SEARCH_DEFAULTS as D
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuning.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", choices=("gimefive", "resnet"), default="gimefive",
+    p.add_argument("--family", choices=FAMILIES, default=D["family"],
                    help="model family searched. Default: %(default)s")
     add_data_arguments(p)
-    p.add_argument("--objective", default="val_accuracy", choices=("val_accuracy", "val_loss"),
+    p.add_argument("--objective", default=D["objective"], choices=OBJECTIVE_NAMES,
                    help="what the search optimises. Default: %(default)s")
-    p.add_argument("--max-epochs", type=int, default=20, help="Hyperband max_epochs. Default: %(default)s")
-    p.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor. Default: %(default)s")
-    p.add_argument("--iterations", type=int, default=1, help="Hyperband iterations. Default: %(default)s")
+    p.add_argument("--max-epochs", type=int, default=D["max_epochs"], help="Hyperband max_epochs. Default: %(default)s")
+    p.add_argument("--factor", type=int, default=D["factor"], help="Hyperband reduction factor. Default: %(default)s")
+    p.add_argument("--iterations", type=int, default=D["iterations"], help="Hyperband iterations. Default: %(default)s")
     p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
     p.add_argument("--time-budget", type=float, default=None, help="stop starting trials after this many minutes")
     p.add_argument(
-        "--out-dir", default="runs/tuning", help="search directory (shared in distributed mode). Default: %(default)s"
+        "--out-dir", default=D["out_dir"], help="search directory (shared in distributed mode). Default: %(default)s"
     )
-    p.add_argument("--project", default="fer", help="project name inside --out-dir. Default: %(default)s")
+    p.add_argument("--project", default=D["project"], help="project name inside --out-dir. Default: %(default)s")
     p.add_argument(
-        "--augment", default="flip", help="augmentations every trial uses (strength is searched). Default: %(default)s"
+        "--augment", default=",".join(D["augment"]),
+        help="augmentations every trial uses (strength is searched). Default: %(default)s"
     )
-    p.add_argument("--seed", type=int, default=0, help="search and split seed. Default: %(default)s")
+    p.add_argument("--seed", type=int, default=D["seed"], help="search and split seed. Default: %(default)s")
     p.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT_S, metavar="SECONDS",
                    help="distributed search: a worker not heard from for this long (no trial asked for, no epoch "
                         "reported) is let go and its trial runs again on another worker; longer than an epoch. "
