@@ -21,17 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = DataConfig(image_size=32, synthetic_per_class=15)
 
 
-def test_search_writes_table_plot_and_best_hparams(tmp_path):
-    result = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
-    folder = tmp_path / "p"
-    assert (folder / "trials.csv").is_file() and (folder / "objective.png").is_file()
-    scores = [r["score"] for r in result.rows if r["score"] is not None]
-    assert len(scores) >= 3 and scores == sorted(scores, reverse=True)
-    best = json.loads(result.best_path.read_text())
-    assert best["score"] == scores[0] and best["hparams"]["model"] == "convnet"
-    assert "val_accuracy" in result.table_text()
-
-
 def test_best_hparams_round_trip_into_training(tmp_path):
     from fer_keras.training import train
 
@@ -48,7 +37,7 @@ def test_best_hparams_round_trip_into_training(tmp_path):
     assert len(convs) == best["model_options"]["blocks"]
 
 
-def test_an_interrupted_search_continues(tmp_path):
+def test_an_interrupted_search_continues_and_writes_table_plot_and_best_hparams(tmp_path):
     first = run_search(
         SearchConfig(data=TINY, max_epochs=3, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0
     )
@@ -56,6 +45,14 @@ def test_an_interrupted_search_continues(tmp_path):
     again = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
     assert len(again.rows) > 1
     assert first.rows[0]["trial_id"] in {r["trial_id"] for r in again.rows}  # the earlier trial is kept
+    # The finished search's reports.
+    folder = tmp_path / "p"
+    assert (folder / "trials.csv").is_file() and (folder / "objective.png").is_file()
+    scores = [r["score"] for r in again.rows if r["score"] is not None]
+    assert len(scores) >= 3 and scores == sorted(scores, reverse=True)
+    best = json.loads(again.best_path.read_text())
+    assert best["score"] == scores[0] and best["hparams"]["model"] == "convnet"
+    assert "val_accuracy" in again.table_text()
 
 
 def test_search_space_respects_the_input_size():
