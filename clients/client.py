@@ -334,7 +334,7 @@ class EmotionClient:
                 return
             err = call.exception()
             if err is not None:
-                if attempt < self.retries:
+                if attempt < self.retries and (err.code() in RETRYABLE or err.code() == grpc.StatusCode.NOT_FOUND):
                     # Decided on a timer thread: the model-status RPC must not block gRPC's callback thread.
                     threading.Timer(min(self.backoff * 2 ** attempt, 5.0), retry_or_fail, (index, attempt, err)).start()
                     return

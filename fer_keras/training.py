@@ -292,8 +292,12 @@ def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_label
 
     The teacher sees each face once, here, as it is on disk; augmentation later changes only the
     student's input, so the target of a shifted face stays what the teacher says on the clean one."""
-    model = as_float32(load_classifier(teacher))
+    model = load_classifier(teacher)  # float32 already; a SavedModel or shipped name works too
     classes = faces.taxonomy.num_classes
+    size = (getattr(model, "input_shape", None) or (None, None))[1]
+    if size is not None and size != faces.images.shape[1]:
+        raise RunDirError(f"--distill-from {teacher}: the teacher takes {size} px faces, this run's faces are "
+                          f"{faces.images.shape[1]} px (--image-size)")
     probe = model.predict(faces.images[:1], verbose=0)["probabilities"]
     if probe.shape[-1] != classes:
         raise RunDirError(f"--distill-from {teacher}: the teacher has {probe.shape[-1]} classes, this run "

@@ -249,5 +249,11 @@ def test_distillation_blends_the_teachers_clean_face_probabilities_into_the_targ
                           data=DataConfig(image_size=32, synthetic_per_class=30, classes="seven")),
               verbose=0, progress=False)
     assert not (tmp_path / "seven").exists()  # nothing half-made
+    with pytest.raises(RunDirError, match="the teacher takes 32 px faces, this run's faces are 48 px"):
+        train(tiny_config(tmp_path, run_dir=str(tmp_path / "big"), distill_from=teacher,
+                          data=DataConfig(image_size=48, synthetic_per_class=30)), verbose=0, progress=False)
+    with pytest.raises(ValueError, match="does not exist"):
+        train(tiny_config(tmp_path, run_dir=str(tmp_path / "none"), distill_from=str(tmp_path / "no.keras")),
+              verbose=0, progress=False)
     with pytest.raises(ValueError, match="distill_weight must be from 0 to 1"):
         tiny_config(tmp_path, distill_weight=1.5)

@@ -45,12 +45,8 @@ class FaceBatches(keras.utils.PyDataset):
     def _shuffled(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
 
-    @property
-    def num_batches(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
     def __len__(self) -> int:
-        return self.num_batches
+        return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index: int):
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
@@ -64,12 +60,6 @@ class FaceBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._order = self._shuffled(self.epoch)
-
-    def start_at(self, epoch: int) -> FaceBatches:
-        """The feed as it is at the start of 0-based ``epoch`` (for a run fitted one epoch per call)."""
-        self.epoch = epoch
-        self._order = self._shuffled(epoch)
-        return self
 
 
 __all__ = ["FaceBatches"]

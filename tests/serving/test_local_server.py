@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_pb2,
     predict_pb2,
 )
 
@@ -264,3 +265,24 @@ def test_server_side_batching_joins_concurrent_requests(exported, tiny_model):
             np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
         gray = stub.Predict(predict_request(faces(1, channels=1)), timeout=30)  # other shapes batch apart
         assert tf.make_ndarray(gray.outputs["class_id"]).shape == (1,)
+
+
+def test_versions_found_on_disk_report_start_before_the_port_opens(exported, monkeypatch):
+    """TF Serving reports a version it has found but not loaded as START; the local server marks them
+    before it opens its port, so a client never sees 'no versions' for a model that is on its way."""
+    from serving.local.registry import ServingError, State
+
+    server = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0)
+    registry = server.registry
+    with pytest.raises(ServingError):
+        registry.version_states("gimefive")  # nothing scanned yet
+    opened = []
+    monkeypatch.setattr(server._server, "start", lambda: opened.append(registry.version_states("gimefive")))
+    monkeypatch.setattr(registry, "start", lambda: None)  # no load: the state the port opens with
+    server.start()
+    assert opened == [[(1, State.START, "")]]
+    spec = model_pb2.ModelSpec(name="gimefive")
+    with pytest.raises(ServingError, match="Servable not found"):
+        registry.resolve(spec)
+    registry.poll_once()
+    assert registry.version_states("gimefive") == [(1, State.AVAILABLE, "")]
