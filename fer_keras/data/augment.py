@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 
 MIXES = ("mixup", "cutmix")
-# Applied per face in NumPy/OpenCV by the tf.data pipeline (fer_keras.data.shifts.robust_augment), not a layer.
+# Applied per face in NumPy/OpenCV by the tf.data pipeline (fer_keras.data.robust.robust_augment), not a layer.
 NUMPY_AUGMENTATIONS = ("robust",)
 AUGMENTATIONS = ("flip", "rotate", "zoom", "shift", "contrast", "brightness", "erase") + MIXES + NUMPY_AUGMENTATIONS
 MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) at strength 1, the values of the two papers

@@ -5,7 +5,7 @@ batch -> augment, then mix (train only) -> prefetch. Targets are given for
 both model outputs: the loss reads ``logits``, the accuracy ``probabilities``.
 
 The ``robust`` augmentation (random framing, tilt, light, camera faults and
-occluders: ``fer_keras.data.shifts.robust_augment``) runs in NumPy/OpenCV
+occluders: ``fer_keras.data.robust.robust_augment``) runs in NumPy/OpenCV
 before the Keras layers.
 
 Two augmentations act on pairs of faces rather than one: ``mixup`` blends a
@@ -28,7 +28,7 @@ from fer_keras.data.augment import (
     check_names,
 )
 from fer_keras.data.faces import FaceSet
-from fer_keras.data.shifts import robust_augment
+from fer_keras.data.robust import robust_augment
 
 __all__ = ["AUGMENTATIONS", "MIXES", "augmentation", "class_weights", "make_dataset", "mixer", "robust_strength"]
 

@@ -9,9 +9,10 @@ share the same primitives:
 * :data:`SHIFTS`: named shifts, each at severities 1 (mild) to 5 (strong),
   seeded per face, so every model in a robustness report sees the very same
   shifted faces (``fer_keras.robustness``);
-* :func:`robust_augment`: every shift at once, with random strengths drawn
-  from continuous ranges, for training (the ``robust`` augmentation of
-  ``fer_keras.data.pipeline``).
+* :func:`robust_face`: every shift at once, with random strengths drawn
+  from continuous ranges, for training: the definition of the ``robust``
+  augmentation, which trains through its batch-vectorised equivalent
+  :func:`fer_keras.data.robust.robust_augment`.
 
 Where a shift uncovers pixels the crop does not have (a looser frame, a
 rotation), they are filled with a generated background (flat, a gradient or
@@ -308,8 +309,9 @@ def robust_face(face: np.ndarray, rng: np.random.Generator, strength: float = 1.
     return face
 
 
-def robust_augment(images: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """:func:`robust_face` on each face of a ``[B, S, S, 1]`` batch (any real dtype in 0..255)."""
+def robust_augment_per_face(images: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """:func:`robust_face` on each face of a ``[B, S, S, 1]`` batch (any real dtype in 0..255): the reference
+    that :func:`fer_keras.data.robust.robust_augment` (the training feed) is compared and benchmarked against."""
     faces = np.clip(np.asarray(images), 0, 255).astype(np.uint8)
     out = np.empty(faces.shape, np.float32)
     for i, face in enumerate(faces):

@@ -117,14 +117,14 @@ def test_mixed_shifts_cover_the_suite():
     assert {s for _, s in chosen} == {1, 2, 3, 4, 5}
 
 
-def test_robust_augment_changes_most_faces_and_keeps_some_clean():
+def test_the_per_face_reference_changes_most_faces_and_keeps_some_clean():
     faces = np.repeat(textured(1), 400, axis=0).astype(np.float32)
-    out = shifts.robust_augment(faces, np.random.default_rng(0))
+    out = shifts.robust_augment_per_face(faces, np.random.default_rng(0))
     assert out.shape == faces.shape and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 255
     unchanged = np.all(out == faces, axis=(1, 2, 3)).mean()
     assert 0.12 < unchanged < 0.3  # one face in five stays clean
-    assert shifts.robust_augment(faces[:4], np.random.default_rng(0), strength=0.0).shape == (4, 64, 64, 1)
+    assert shifts.robust_augment_per_face(faces[:4], np.random.default_rng(0), strength=0.0).shape == (4, 64, 64, 1)
 
 
 def test_pipeline_applies_robust_only_when_named():
