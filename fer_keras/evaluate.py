@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
 
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-leaked", action="store_true",
                    help="evaluate only faces that do not also appear in the training data")
     p.add_argument("--flip-tta", action="store_true", help="average predictions with the mirrored faces")
+    p.add_argument("--shifted-copy", action="store_true",
+                   help="add a copy of the faces, each under one shift of the robustness suite (seeded by --seed): "
+                        "the validation that fer_keras.train --shifted-validation chooses checkpoints on "
+                        "(by_subset gives the shifted copy alone)")
     p.add_argument("--batch-size", type=int, default=128, help="prediction batch size. Default: %(default)s")
     p.add_argument(
         "--seed", type=int, default=0, help="seed of carved splits (use the training run's). Default: %(default)s"
@@ -71,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         leaked = leaked_mask(faces, *others) if others else None
         if args.exclude_leaked and leaked is not None:
             faces, leaked = faces.select(~leaked), None
+        if args.shifted_copy:
+            from fer_keras.training import with_shifted_copy
+
+            faces = with_shifted_copy(faces, args.seed)
+            leaked = None if leaked is None else np.concatenate([leaked, leaked])
         report = evaluate_faces(model, faces, leaked=leaked, batch_size=args.batch_size, flip_tta=args.flip_tta)
         if requested != taxonomy.name:
             # the requested view, with the classes the model lacks (its own split of the faces)
@@ -87,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model[0] if len(args.model) == 1 else list(args.model),
         split=args.split,
         excluded_leaked=args.exclude_leaked,
+        shifted_copy=args.shifted_copy,
     )
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():

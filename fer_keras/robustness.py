@@ -36,6 +36,8 @@ from fer_keras.data.readers.common import DatasetError
 from fer_keras.data.shifts import MAX_SEVERITY, SHIFTS, apply_shift
 
 DETECTOR_PREFIX = "detector-"
+# Scene shifts: a prefix and the detector's name; the prefix names the scenes' background.
+SCENE_BACKGROUNDS = {DETECTOR_PREFIX: "blurred-noise", "textured-": "textured"}
 # Face sizes (pixels) in the 640x480 scenes at severities 1-5.
 SCENE_SIZES = (250, 200, 150, 100, 60)
 SCENE = (640, 480)
@@ -44,7 +46,15 @@ SCENE = (640, 480)
 def detector_shifts() -> tuple[str, ...]:
     from fer_keras.detection import DETECTORS
 
-    return tuple(DETECTOR_PREFIX + name for name in DETECTORS if name != "none")
+    return tuple(prefix + name for prefix in SCENE_BACKGROUNDS for name in DETECTORS if name != "none")
+
+
+def scene_shift(name: str) -> tuple[str, str] | None:
+    """``(detector, background)`` of a scene shift (``detector-NAME``, ``textured-NAME``); None for an image shift."""
+    for prefix, background in SCENE_BACKGROUNDS.items():
+        if name.startswith(prefix):
+            return name[len(prefix):], background
+    return None
 
 
 def parse_shifts(text: str) -> list[str]:
@@ -111,21 +121,35 @@ def subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.array(sorted(picked))
 
 
-def scene_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.ndarray, list[tuple[int, tuple]]]]:
+def scene_frames(images: np.ndarray, side: int, seed: int,
+                 background: str = "blurred-noise") -> list[tuple[np.ndarray, list[tuple[int, tuple]]]]:
     """The faces upscaled to ``side`` pixels and pasted (on a grid, jittered) into 640x480 RGB frames over
-    a blurred-noise background, each frame JPEG-compressed at quality 75 as a video frame would be.
+    a background, each frame JPEG-compressed at quality 75 as a video frame would be.
+
+    ``background``: ``blurred-noise`` (smooth blotches, on which detectors stay quiet) or ``textured``
+    (each frame one of ``fer_keras.data.textures.TEXTURES``: noise at three grains, fabric, brick,
+    foliage, drawn at random).
 
     Returns:
         ``(frame, [(face index, (x, y, side, side)), ...])`` per frame.
     """
     width, height = SCENE
     rng = np.random.default_rng([seed, side])
+    texture_rng = np.random.default_rng([seed, side, 1])  # textures apart: the same places on any background
     cell = int(side * 1.35)
     cols, rows = max(1, width // cell), max(1, height // cell)
     per_frame = cols * rows
     out = []
     for start in range(0, len(images), per_frame):
-        bg = cv2.GaussianBlur(rng.integers(30, 220, (height, width), dtype=np.uint8), (0, 0), 20)
+        if background == "textured":
+            from fer_keras.data.textures import textured_background
+
+            bg, _ = textured_background(height, width, texture_rng)
+            rng.integers(30, 220, (height, width), dtype=np.uint8)  # the blurred noise's draw, kept in step
+        elif background == "blurred-noise":
+            bg = cv2.GaussianBlur(rng.integers(30, 220, (height, width), dtype=np.uint8), (0, 0), 20)
+        else:
+            raise ValueError(f"unknown scene background {background!r}; choose from: blurred-noise, textured")
         frame = bg.copy()
         placed = []
         for k, i in enumerate(range(start, min(start + per_frame, len(images)))):
@@ -144,7 +168,7 @@ def scene_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.ndar
 
 
 def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed: int,
-                   min_iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+                   min_iou: float = 0.4, background: str = "blurred-noise") -> tuple[np.ndarray, np.ndarray]:
     """Crops ``detector`` makes of the faces pasted at ``side`` pixels, as the video client cuts them.
 
     Returns:
@@ -154,7 +178,7 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
     from fer_keras.detection import crop_face, iou
 
     found, crops = [], []
-    for frame, placed in scene_frames(images, side, seed):
+    for frame, placed in scene_frames(images, side, seed, background):
         detections = detector.detect(frame)
         used = set()
         for index, box in placed:
@@ -183,18 +207,21 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
         report["models"][m.name] = {"flip_tta": m.flip_tta, "clean": float((clean_pred[m.name] == labels).mean()),
                                     "shifts": {}}
     for name in shifts:
-        if name.startswith(DETECTOR_PREFIX):
+        if scene_shift(name):
             from fer_keras.detection import make_detector
 
-            detector = make_detector(name[len(DETECTOR_PREFIX):])
+            detector_name, background = scene_shift(name)
+            detector = make_detector(detector_name)
             chosen = subsample(labels, detector_faces, seed)
-            report["shifts"][name] = {"group": "detector crops", "unit": "face side in the scene (px)",
+            report["shifts"][name] = {"group": f"detector crops, {background} scenes",
+                                      "unit": "face side in the scene (px)",
                                       "levels": [SCENE_SIZES[s - 1] for s in severities], "n": int(len(chosen)),
                                       "detected": []}
             for m in models:
                 report["models"][m.name]["shifts"][name] = {"accuracy": [], "clean_same_faces": []}
             for s in severities:
-                found, crops = detector_crops(faces.images[chosen], detector, SCENE_SIZES[s - 1], size, seed)
+                found, crops = detector_crops(faces.images[chosen], detector, SCENE_SIZES[s - 1], size, seed,
+                                              background=background)
                 report["shifts"][name]["detected"].append(len(found) / max(1, len(chosen)))
                 truth = labels[chosen][found]
                 for m in models:

@@ -61,6 +61,37 @@ def test_detector_crops_of_a_real_face_pasted_into_scenes():
     assert len(frames) == 1 and frames[0][0].shape == (480, 640, 3)  # small faces share one frame
 
 
+def test_textured_scenes_put_faces_on_walls_fabric_and_foliage_and_detectors_still_cut_them():
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+
+    from fer_keras.detection import make_detector
+
+    assert robustness.scene_shift("textured-haar") == ("haar", "textured")
+    assert robustness.scene_shift("detector-haar") == ("haar", "blurred-noise")
+    assert robustness.scene_shift("blur") is None
+    assert "textured-blazeface" in robustness.parse_shifts("all")
+    face = cv2.cvtColor(skimage_data.astronaut()[58:168, 168:278], cv2.COLOR_RGB2GRAY)
+    images = np.stack([cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)] * 4)[..., None]
+    smooth = robustness.scene_frames(images, 100, seed=0)
+    textured = robustness.scene_frames(images, 100, seed=0, background="textured")
+    assert [p for _, p in smooth] == [p for _, p in textured]  # the same places, another background
+
+    def background_detail(frames):  # mean absolute difference of neighbouring pixels away from the faces
+        frame, placed = frames[0]
+        mask = np.ones(frame.shape[:2], bool)
+        for _, (x, y, w, h) in placed:
+            mask[y:y + h, x:x + w] = False
+        gray = frame[..., 0].astype(float)
+        return np.abs(np.diff(gray, axis=1))[mask[:, 1:]].mean()
+
+    assert background_detail(textured) > 3 * background_detail(smooth)
+    found, crops = robustness.detector_crops(images, make_detector("haar"), 200, 64, seed=0, background="textured")
+    assert len(found) >= 3 and crops.shape[1:] == (64, 64, 1)
+    with pytest.raises(ValueError, match="unknown scene background"):
+        robustness.scene_frames(images, 100, seed=0, background="plaid")
+
+
 def test_detector_gap_is_clean_on_found_faces_minus_crop_accuracy():
     entry = {"clean": 0.9, "shifts": {"detector-haar": {"accuracy": [0.6, None], "clean_same_faces": [0.8, None]},
                                       "blur": {"accuracy": [0.7, 0.5]}}}
