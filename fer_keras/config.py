@@ -1,6 +1,7 @@
 """Configuration: every default in one place.
 
-:class:`DataConfig` says which faces to read and how to split them,
+:class:`DataConfig` (defined beside the readers in ``fer_keras.data.sources``,
+re-exported here) says which faces to read and how to split them,
 :class:`TrainConfig` how to train on them (the GiMeFive paper's recipe by
 default), :data:`ACCELERATOR_RECIPE` the recipe of the runs on a lent
 accelerator (``fer_keras.portable``). The command lines parse their flags into
@@ -16,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_keras.data.readers.common import DatasetError
+from fer_keras.data.sources import DataConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -32,42 +33,6 @@ CLASS_VIEWS = ("six", "seven")
 DEFAULT_MODEL = "gimefive"
 # The shipped weights used when no model is named (fer_keras.pretrained).
 DEFAULT_PRETRAINED = "gimefive-fer2013"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data to read and how to split it.
-
-    Attributes:
-        sources: ``NAME=PATH`` specs (NAME one of ``SOURCE_NAMES``); empty means synthetic.
-        classes: class view, "six" (GiMeFive) or "seven" (with neutral).
-        image_size: faces are resized to this side.
-        val_fraction: share of training data carved out for validation where a source has none.
-        test_fraction: share held out for testing where a source has no split at all.
-        fer2013_protocol: "whole-test" (paper) or "standard" (PublicTest validates, PrivateTest tests).
-        label_map: (folder name, emotion) pairs for the ``folders`` reader.
-        synthetic_per_class: synthetic faces per emotion.
-        seed: seed of every split drawn here.
-    """
-
-    sources: tuple[str, ...] = ()
-    classes: str = "six"
-    image_size: int = 64
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    fer2013_protocol: str = "whole-test"
-    label_map: tuple[tuple[str, str], ...] = ()
-    synthetic_per_class: int = 200
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.image_size < 16:
-            raise DatasetError(f"image_size must be at least 16 pixels; got {self.image_size}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise DatasetError(f"{name} must be between 0 and 1; got {getattr(self, name)}")
-        if self.synthetic_per_class < 1:
-            raise DatasetError(f"synthetic_per_class must be at least 1; got {self.synthetic_per_class}")
 
 
 @dataclass(frozen=True)

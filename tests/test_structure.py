@@ -101,6 +101,14 @@ def test_fer_keras_modules_import_only_their_own_layer_or_lower_ones():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_data_package_stands_on_its_own():
+    """Data flows one way: readers and faces come first, so fer_keras.data imports nothing else of fer_keras
+    (fer_keras.config builds on it: DataConfig lives in fer_keras.data.sources)."""
+    wrong = [f"{m} imports {d}" for m, deps in GRAPH.items() if m.startswith("fer_keras.data")
+             for d in deps if d.startswith("fer_keras") and not d.startswith("fer_keras.data")]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_command_line_imports_another():
     wrong = [f"{m} imports {d}" for m, deps in GRAPH.items() for d in deps if d in COMMANDS]
     assert not wrong, "\n".join(wrong)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.config import DataConfig
 from fer_keras.data.faces import FaceSet, load_faces
 from fer_keras.data.integrity import IntegrityReport, check_integrity
 from fer_keras.data.readers.common import DatasetError
@@ -41,6 +40,43 @@ READERS: dict[str, Callable[..., tuple[list[Record], ReadReport]]] = {
     "folders": read_folders,
 }
 SOURCE_NAMES = tuple(READERS) + ("synthetic",)
+
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to read and how to split it.
+
+    Attributes:
+        sources: ``NAME=PATH`` specs (NAME one of ``SOURCE_NAMES``); empty means synthetic.
+        classes: class view, "six" (GiMeFive) or "seven" (with neutral).
+        image_size: faces are resized to this side.
+        val_fraction: share of training data carved out for validation where a source has none.
+        test_fraction: share held out for testing where a source has no split at all.
+        fer2013_protocol: "whole-test" (paper) or "standard" (PublicTest validates, PrivateTest tests).
+        label_map: (folder name, emotion) pairs for the ``folders`` reader.
+        synthetic_per_class: synthetic faces per emotion.
+        seed: seed of every split drawn here.
+    """
+
+    sources: tuple[str, ...] = ()
+    classes: str = "six"
+    image_size: int = 64
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    fer2013_protocol: str = "whole-test"
+    label_map: tuple[tuple[str, str], ...] = ()
+    synthetic_per_class: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise DatasetError(f"image_size must be at least 16 pixels; got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DatasetError(f"{name} must be between 0 and 1; got {getattr(self, name)}")
+        if self.synthetic_per_class < 1:
+            raise DatasetError(f"synthetic_per_class must be at least 1; got {self.synthetic_per_class}")
 
 
 def parse_source(spec: str) -> tuple[str, str]:
