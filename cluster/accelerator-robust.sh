@@ -12,11 +12,14 @@
 #   ra: --lr 0.003 (the earlier accelerator run's rate), rb: --lr 0.01 --seed 1 (the accelerator recipe's rate).
 # Back here: python -m fer_keras.portable unpack OUT_DIR/ra.json --out runs/gpu/ra.keras, then evaluate on
 # validation, choose, test once (RESULTS.md "Robust default models").
+# PACK (default .gpu/fer2013-six.npz; several shards separated by spaces), INIT (default gimefive-fer2013) and
+# EXTRA (more flags for both runs, e.g. EXTRA=--soft-labels for FER+ vote distributions) change what is trained.
 set -uo pipefail
 OUT=${1:?usage: bash cluster/accelerator-robust.sh OUT_DIR [DEADLINE_S]}
 DEADLINE=${2:-420}
 PACK=${PACK:-.gpu/fer2013-six.npz}
 INIT=${INIT:-gimefive-fer2013}
+EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 if ! python3 -c "import keras" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then  # no Keras there: the carried wheels
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -28,11 +31,11 @@ LOG="$OUT/run.log"
 {
     nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
     python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
-    python3 -m benchmarks.robust_feed --pack "$PACK" --threads "$(nproc),$(( $(nproc) / 2 ))" --seconds 3 --rounds 1
+    python3 -m benchmarks.robust_feed --pack "${PACK%% *}" --threads "$(nproc),$(( $(nproc) / 2 ))" --seconds 3 --rounds 1
 } >> "$LOG" 2>&1
 WORKERS=$(( $(nproc) / 2 ))
 C="python3 -m fer_keras.portable train $PACK --out $OUT --init-from $INIT --augment flip,robust --shifted-validation
-   --nesterov --precision mixed_bfloat16 --epochs 400 --deadline $DEADLINE --workers $WORKERS"
+   --nesterov --precision mixed_bfloat16 --epochs 400 --deadline $DEADLINE --workers $WORKERS $EXTRA"
 $C --name ra --lr 0.003 2>&1 | sed -u 's/^/[ra] /' >> "$LOG" &
 $C --name rb --lr 0.01 --seed 1 2>&1 | sed -u 's/^/[rb] /' >> "$LOG" &
 wait

@@ -59,3 +59,38 @@ def test_the_wheel_installed_in_a_fresh_environment_runs_its_commands(tmp_path):
     assert listed.returncode == 0 and "gimefive-fer2013" in listed.stdout, listed.stderr[-1000:]
     helped = run("-m", "clients.video", "--help")
     assert helped.returncode == 0 and "--detector" in helped.stdout, helped.stderr[-1000:]
+
+
+def _admitted_minor_versions() -> list[str]:
+    import re
+    import tomllib
+
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    low, high = re.fullmatch(r">=3\.(\d+),<3\.(\d+)", spec).groups()
+    return [f"3.{m}" for m in range(int(low), int(high))]
+
+
+def test_the_admitted_pythons_are_the_ones_the_readme_names():
+    versions = _admitted_minor_versions()
+    assert versions[0] == "3.11" and "3.12" in versions
+    readme = (REPO / "README.md").read_text()
+    assert all(f"Python {v}" in readme for v in versions), "README's quickstart names each admitted Python"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [v for v in _admitted_minor_versions() if v != f"3.{sys.version_info.minor}"])
+def test_every_dependency_has_a_wheel_for_each_other_admitted_python(version, tmp_path):
+    """pip resolves the project's dependencies and test extra for that Python from binary wheels alone
+    (a dry run: nothing is installed); skipped where the package index cannot be reached."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                          "--only-binary=:all:", "--python-version", version,
+                          *[a for n in range(17, 36) for a in ("--platform", f"manylinux_2_{n}_x86_64")],
+                          "--platform", "manylinux2014_x86_64", "--target", str(tmp_path / "t"), *wanted], capture_output=True, text=True, timeout=900)
+    if run.returncode != 0 and any(s in run.stderr for s in ("NewConnectionError", "Network is unreachable",
+                                                             "Temporary failure in name resolution")):
+        pytest.skip(f"the package index is out of reach: {run.stderr[-300:]}")
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -49,8 +49,14 @@ class Servable:
 class _Model:
     config: model_server_config_pb2.ModelConfig
     servables: dict[int, Servable] = field(default_factory=dict)
-    states: dict[int, int] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
+    # version -> (state, load error): one tuple replaced at once, so a status read never sees a state
+    # beside another moment's error (LOADING with the last attempt's INTERNAL, say)
+    status: dict[int, tuple[int, str]] = field(default_factory=dict)
+    logged_errors: dict[int, str] = field(default_factory=dict)  # the last load error logged per version
+
+    @property
+    def states(self) -> dict[int, int]:
+        return {v: state for v, (state, _) in self.status.items()}
 
 
 def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -149,7 +155,7 @@ class ModelRegistry:
             with self._lock:
                 for version in wanted - set(model.servables):
                     if model.states.get(version) not in (State.LOADING, State.END):
-                        model.states[version] = State.START
+                        model.status[version] = (State.START, "")
             wanted_by_model[name] = (model, wanted)
         return wanted_by_model
 
@@ -163,29 +169,29 @@ class ModelRegistry:
                 if not wanted & set(model.servables):
                     continue
                 for version in set(model.servables) - wanted:
-                    model.states[version] = State.END
+                    model.status[version] = (State.END, "")
                     del model.servables[version]
                     log.info("unloaded %s version %d", name, version)
 
     def _load(self, name: str, model: _Model, version: int) -> None:
         path = Path(model.config.base_path) / str(version)
         with self._lock:
-            model.states[version] = State.LOADING
+            model.status[version] = (State.LOADING, "")
         try:
             servable = Servable(name, version, path, tf.saved_model.load(str(path)), read_signature_defs(path))
             if self._warmup:
                 self._warmup(servable)
         except Exception as err:  # a broken or half-copied version: retried at the next poll
             with self._lock:
-                model.states[version] = State.END
-                if model.errors.get(version) != str(err):
+                model.status[version] = (State.END, str(err))
+                if model.logged_errors.get(version) != str(err):
                     log.error("cannot load %s version %d from %s: %s", name, version, path, err)
-                model.errors[version] = str(err)
+                model.logged_errors[version] = str(err)
             return
         with self._lock:
             model.servables[version] = servable
-            model.states[version] = State.AVAILABLE
-            model.errors.pop(version, None)
+            model.status[version] = (State.AVAILABLE, "")
+            model.logged_errors.pop(version, None)
         log.info("loaded %s version %d from %s", name, version, path)
 
     def start(self) -> None:
@@ -245,15 +251,15 @@ class ModelRegistry:
             model = self._models.get(name)
             if model is None:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
-            states = dict(model.states)
-            errors = dict(model.errors)
+            status = dict(model.status)
+        states = {v: state for v, (state, _) in status.items()}
         if not states:  # configured, but no version seen under its base path: as TF Serving
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
         if version is not None:
             if version not in states:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
             states = {version: states[version]}
-        return [(v, s, errors.get(v, "")) for v, s in sorted(states.items(), reverse=True)]
+        return [(v, s, status[v][1]) for v, s in sorted(states.items(), reverse=True)]
 
     def wait_until_available(self, name: str, timeout: float = 60.0) -> bool:
         """Polls until ``name`` has an available version (for tests and start-up scripts)."""

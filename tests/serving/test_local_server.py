@@ -204,12 +204,51 @@ def test_a_broken_version_does_not_stop_serving(server, stubs, exported):
     broken = exported / "gimefive" / "5"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a saved model")
-    time.sleep(1.0)
-    assert predict.Predict(predict_request(faces(1)), timeout=30).model_spec.version.value == 1
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "gimefive"
-    status = {s.version: s for s in model_service.GetModelStatus(request, timeout=30).model_version_status}
-    assert status[5].state == get_model_status_pb2.ModelVersionStatus.END and status[5].status.error_message
+    # The broken version is retried at every poll (a half-copied version may be complete by the next), so
+    # read its status until it is END; every read on the way pairs a state with its own error.
+    deadline, reads = time.time() + 30, []
+    while time.time() < deadline:
+        status = {s.version: s for s in model_service.GetModelStatus(request, timeout=30).model_version_status}
+        if 5 in status:
+            reads.append((status[5].state, status[5].status.error_code, status[5].status.error_message))
+            if status[5].state == get_model_status_pb2.ModelVersionStatus.END:
+                break
+        time.sleep(0.05)
+    assert predict.Predict(predict_request(faces(1)), timeout=30).model_spec.version.value == 1
+    end = get_model_status_pb2.ModelVersionStatus.END
+    assert reads and reads[-1][0] == end and reads[-1][1] == 13 and reads[-1][2]  # INTERNAL, with the load error
+    assert all(code == 0 and not message for state, code, message in reads if state != end)
+
+
+def test_a_version_being_loaded_again_reports_no_error_from_its_last_attempt(tmp_path):
+    """State and error change together: while a version that failed is loaded again, its status is
+    LOADING with no error, never LOADING with the last attempt's INTERNAL."""
+    from serving.local.registry import State
+
+    broken = tmp_path / "gimefive" / "5"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a saved model")
+    server = LocalServer(single_model_config("gimefive", str(tmp_path / "gimefive")), port=0, poll_seconds=0)
+    registry = server.registry
+    registry.poll_once()
+    ((version, state, error),) = registry.version_states("gimefive")
+    assert (version, state) == (5, State.END) and error
+    seen_while_loading = []
+    real_load = tf.saved_model.load
+
+    def watching_load(path, *args, **kwargs):
+        seen_while_loading.append(registry.version_states("gimefive"))
+        return real_load(path, *args, **kwargs)
+
+    tf.saved_model.load, restore = watching_load, tf.saved_model.load
+    try:
+        registry.poll_once()
+    finally:
+        tf.saved_model.load = restore
+    assert seen_while_loading == [[(5, State.LOADING, "")]]
+    assert registry.version_states("gimefive")[0][1] == State.END
 
 
 def test_binds_to_loopback_by_default(server):
