@@ -4,9 +4,12 @@ Held-out faces (a split of ``--data``) are classified as they are, then under
 each shift of ``fer_keras.data.shifts`` at severities 1-5 (framing, tilt,
 resolution, blur, JPEG, noise, light, occluders), and as the project's own
 detectors crop them out of scenes: the faces are upscaled to 60-250 px, pasted
-into 640x480 frames (JPEG-compressed like a video frame), found by the detector
-and cropped as the video client crops them. For detector crops the accuracy
-over the faces found is compared with the clean accuracy on the same faces.
+into 640x480 frames (JPEG-compressed like a video frame) over blurred noise
+(``detector-NAME``) or over textures, walls, fabric and foliage
+(``textured-NAME``), or framed one per portrait photograph at 110-350 px
+(``photo-NAME``), found by the detector and cropped as the video client crops
+them. For detector crops the accuracy over the faces found is compared with
+the clean accuracy on the same faces.
 Other sources given with ``--cross`` are evaluated in full (every image).
 
 Every model sees the very same shifted faces (seeded per face). Output: a
@@ -37,10 +40,19 @@ from fer_keras.data.shifts import MAX_SEVERITY, SHIFTS, apply_shift
 
 DETECTOR_PREFIX = "detector-"
 # Scene shifts: a prefix and the detector's name; the prefix names the scenes' background.
-SCENE_BACKGROUNDS = {DETECTOR_PREFIX: "blurred-noise", "textured-": "textured"}
+SCENE_BACKGROUNDS = {DETECTOR_PREFIX: "blurred-noise", "textured-": "textured", "photo-": "photo"}
 # Face sizes (pixels) in the 640x480 scenes at severities 1-5.
 SCENE_SIZES = (250, 200, 150, 100, 60)
 SCENE = (640, 480)
+# Portrait photographs (480x640, one face each, on a texture, JPEG quality 85): the face's side at
+# severities 1-5, from a head-and-shoulders portrait to a person seen at a few metres.
+PHOTO_SIZES = (350, 290, 230, 170, 110)
+PHOTO = (480, 640)
+
+
+def scene_sizes(background: str) -> tuple[int, ...]:
+    """The face sizes (px) of severities 1-5 in a scene with this background."""
+    return PHOTO_SIZES if background == "photo" else SCENE_SIZES
 
 
 def detector_shifts() -> tuple[str, ...]:
@@ -126,13 +138,17 @@ def scene_frames(images: np.ndarray, side: int, seed: int,
     """The faces upscaled to ``side`` pixels and pasted (on a grid, jittered) into 640x480 RGB frames over
     a background, each frame JPEG-compressed at quality 75 as a video frame would be.
 
-    ``background``: ``blurred-noise`` (smooth blotches, on which detectors stay quiet) or ``textured``
+    ``background``: ``blurred-noise`` (smooth blotches, on which detectors stay quiet), ``textured``
     (each frame one of ``fer_keras.data.textures.TEXTURES``: noise at three grains, fabric, brick,
-    foliage, drawn at random).
+    foliage, drawn at random), or ``photo``: a photograph's framing instead of a video frame's, one
+    face per 480x640 portrait frame, horizontally near the centre and a little above the middle, on a
+    texture, JPEG quality 85.
 
     Returns:
         ``(frame, [(face index, (x, y, side, side)), ...])`` per frame.
     """
+    if background == "photo":
+        return _photo_frames(images, side, seed)
     width, height = SCENE
     rng = np.random.default_rng([seed, side])
     texture_rng = np.random.default_rng([seed, side, 1])  # textures apart: the same places on any background
@@ -149,7 +165,7 @@ def scene_frames(images: np.ndarray, side: int, seed: int,
         elif background == "blurred-noise":
             bg = cv2.GaussianBlur(rng.integers(30, 220, (height, width), dtype=np.uint8), (0, 0), 20)
         else:
-            raise ValueError(f"unknown scene background {background!r}; choose from: blurred-noise, textured")
+            raise ValueError(f"unknown scene background {background!r}; choose from: blurred-noise, textured, photo")
         frame = bg.copy()
         placed = []
         for k, i in enumerate(range(start, min(start + per_frame, len(images)))):
@@ -164,6 +180,23 @@ def scene_frames(images: np.ndarray, side: int, seed: int,
         ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 75])
         frame = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
         out.append((cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), placed))
+    return out
+
+
+def _photo_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.ndarray, list[tuple[int, tuple]]]]:
+    from fer_keras.data.textures import textured_background
+
+    width, height = PHOTO
+    rng = np.random.default_rng([seed, side, 2])
+    out = []
+    for i in range(len(images)):
+        frame, _ = textured_background(height, width, rng)
+        x = int(np.clip((width - side) / 2 + rng.uniform(-0.1, 0.1) * width, 0, width - side))
+        y = int(np.clip(0.4 * height - side / 2 + rng.uniform(-0.06, 0.06) * height, 0, height - side))
+        frame[y:y + side, x:x + side] = cv2.resize(images[i, ..., 0], (side, side), interpolation=cv2.INTER_CUBIC)
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        frame = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        out.append((cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), [(i, (x, y, side, side))]))
     return out
 
 
@@ -215,12 +248,14 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
             chosen = subsample(labels, detector_faces, seed)
             report["shifts"][name] = {"group": f"detector crops, {background} scenes",
                                       "unit": "face side in the scene (px)",
-                                      "levels": [SCENE_SIZES[s - 1] for s in severities], "n": int(len(chosen)),
+                                      "levels": [scene_sizes(background)[s - 1] for s in severities],
+                                      "n": int(len(chosen)),
                                       "detected": []}
             for m in models:
                 report["models"][m.name]["shifts"][name] = {"accuracy": [], "clean_same_faces": []}
+            sizes = scene_sizes(background)
             for s in severities:
-                found, crops = detector_crops(faces.images[chosen], detector, SCENE_SIZES[s - 1], size, seed,
+                found, crops = detector_crops(faces.images[chosen], detector, sizes[s - 1], size, seed,
                                               background=background)
                 report["shifts"][name]["detected"].append(len(found) / max(1, len(chosen)))
                 truth = labels[chosen][found]
@@ -230,7 +265,7 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
                     entry["accuracy"].append(acc)
                     entry["clean_same_faces"].append(float((clean_pred[m.name][chosen][found] == truth).mean())
                                                      if len(found) else None)
-                log(f"  {name} severity {s} ({SCENE_SIZES[s - 1]} px): found {len(found)}/{len(chosen)}")
+                log(f"  {name} severity {s} ({scene_sizes(background)[s - 1]} px): found {len(found)}/{len(chosen)}")
             continue
         shift = SHIFTS[name]
         report["shifts"][name] = {"group": shift.group, "unit": shift.unit,

@@ -89,7 +89,8 @@ def test_every_dependency_has_a_wheel_for_each_other_admitted_python(version, tm
     run = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                           "--only-binary=:all:", "--python-version", version,
                           *[a for n in range(17, 36) for a in ("--platform", f"manylinux_2_{n}_x86_64")],
-                          "--platform", "manylinux2014_x86_64", "--target", str(tmp_path / "t"), *wanted], capture_output=True, text=True, timeout=900)
+                          "--platform", "manylinux2014_x86_64", "--target", str(tmp_path / "t"), *wanted],
+                         capture_output=True, text=True, timeout=900)
     if run.returncode != 0 and any(s in run.stderr for s in ("NewConnectionError", "Network is unreachable",
                                                              "Temporary failure in name resolution")):
         pytest.skip(f"the package index is out of reach: {run.stderr[-300:]}")
