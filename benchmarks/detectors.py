@@ -1,15 +1,24 @@
 """Face detectors side by side: recall, false boxes and milliseconds per 640x480 frame, and their framing.
 
 Real FER2013 faces are upscaled to 60-250 px and pasted into 640x480 scenes
-(blurred-noise background, JPEG quality 75, as ``fer_keras.robustness`` builds
-them); every detector sees the same frames in one run. Reported per detector
-and face size: recall at IoU >= 0.4 against the pasted square, false boxes per
+(JPEG quality 75, as ``fer_keras.robustness`` builds them) over blurred noise
+and over textures (walls, fabric, foliage, noise: ``--backgrounds``); every
+detector sees the same frames in one run. Reported per detector, background and
+face size: recall at IoU >= 0.4 against the pasted square, false boxes per
 frame, milliseconds per frame, and how its box relates to FER2013's framing
 (median side of the pasted square over the box's longer side, and the median
 offset of the square's centre from the box centre, in box sides). The framing
 figures on *training* faces are what ``BlazeFaceDetector.FRAMING`` holds.
 
+``--empty-frames N`` adds face-free 640x480 frames, every box on them false:
+N of each texture of ``fer_keras.data.textures`` at full and at low contrast
+and blurred, scikit-image's brick, grass and gravel photographs, and its
+photographs without people (coffee, a cat, a rocket launch, the moon, coins,
+the Hubble deep field, a micrograph, printed text), scaled and cut to frame
+size. Reported: false boxes per frame for each kind and over all.
+
     python -m benchmarks.detectors --faces 300
+    python -m benchmarks.detectors --detectors blazeface,blazeface-unverified,mtcnn,haar --empty-frames 20
     python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
     python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
 """
@@ -36,7 +45,8 @@ def make(name: str):
     if name.startswith("blazeface"):
         words = name.split("-")[1:]
         model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
-        return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words)
+        return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words,
+                                 **({"verify": None} if "unverified" in words else {}))
     return make_detector(name)
 
 
@@ -68,6 +78,50 @@ def measure(detector, frames) -> dict:
             "centre_dx": float(off[0]), "centre_dy": float(off[1]), "faces": total, "frames": len(frames)}
 
 
+PHOTOGRAPHS = ("coffee", "chelsea", "rocket", "moon", "coins", "hubble_deep_field", "immunohistochemistry", "text")
+NATURAL_TEXTURES = ("brick", "grass", "gravel")
+
+
+def _frame(gray_or_rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 640x480 RGB frame cut from an image scaled so that it covers the frame (random place), JPEG 75."""
+    import cv2
+
+    image = gray_or_rgb if gray_or_rgb.ndim == 3 else cv2.cvtColor(gray_or_rgb, cv2.COLOR_GRAY2RGB)
+    image = image[..., :3].astype(np.uint8)
+    h, w = image.shape[:2]
+    scale = max(480 / h, 640 / w) * rng.uniform(1.0, 1.5)
+    image = cv2.resize(image, (int(np.ceil(w * scale)), int(np.ceil(h * scale))), interpolation=cv2.INTER_AREA
+                       if scale < 1 else cv2.INTER_LINEAR)
+    y, x = int(rng.integers(0, image.shape[0] - 480 + 1)), int(rng.integers(0, image.shape[1] - 640 + 1))
+    ok, data = cv2.imencode(".jpg", image[y:y + 480, x:x + 640], [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)  # the same channels back; colour order does not matter here
+
+
+def empty_frames(per_kind: int, seed: int) -> dict[str, list[np.ndarray]]:
+    """Face-free frames by kind (see the module's docstring)."""
+    import cv2
+
+    from fer_keras.data.textures import TEXTURES, texture
+
+    rng = np.random.default_rng([seed, 28])
+    kinds: dict[str, list[np.ndarray]] = {}
+    for name in TEXTURES:
+        full = [texture(name, 480, 640, rng) for _ in range(per_kind)]
+        kinds[name] = [_frame(t, rng) for t in full]
+        kinds[f"{name}, low contrast"] = [_frame((128 + 0.35 * (t.astype(np.float32) - t.mean())).astype(np.uint8),
+                                                 rng) for t in full]
+        kinds[f"{name}, blurred"] = [_frame(cv2.GaussianBlur(t, (0, 0), rng.uniform(1.5, 3.0)), rng) for t in full]
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        print("scikit-image is not installed: no photographs among the face-free frames", file=sys.stderr)
+        return kinds
+    for group, names in (("brick / grass / gravel", NATURAL_TEXTURES), ("photographs without people", PHOTOGRAPHS)):
+        images = [getattr(skdata, n)() for n in names]
+        kinds[group] = [_frame(images[k % len(images)], rng) for k in range(per_kind * 2)]
+    return kinds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fer2013", default=str(DEFAULT_FER2013), help="FER2013 folder (Kaggle layout)")
@@ -76,8 +130,22 @@ def main(argv=None) -> int:
     p.add_argument("--detectors", default="blazeface,mtcnn,haar",
                    help="comma list: mtcnn, haar, blazeface[-back|-full|-short][-single][-raw] (single: the whole "
                         "frame only, no tiles; raw: BlazeFace's own box)")
+    p.add_argument("--backgrounds", default="blurred-noise,textured",
+                   help="scene backgrounds, comma list of blurred-noise, textured. Default: %(default)s")
+    p.add_argument("--empty-frames", type=int, default=0, help="face-free frames of each kind (0: none)")
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="face sizes in the scenes (px)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    try:
+        backgrounds = [b for b in args.backgrounds.split(",") if b]
+        sizes = [int(v) for v in args.sizes.split(",") if v]
+    except ValueError:
+        print(f"--sizes takes whole numbers; got {args.sizes!r}", file=sys.stderr)
+        return 2
+    unknown = set(backgrounds) - {"blurred-noise", "textured"}
+    if unknown:
+        print(f"unknown background(s) {sorted(unknown)}; choose from: blurred-noise, textured", file=sys.stderr)
+        return 2
     if not Path(args.fer2013, args.split).is_dir():
         print(f"FER2013 not found at {args.fer2013} (its {args.split}/ folder)", file=sys.stderr)
         return 2
@@ -93,13 +161,31 @@ def main(argv=None) -> int:
     print(f"machine: {describe()}")
     print(f"{len(chosen)} FER2013 {args.split} faces per size, pasted into 640x480 scenes")
     detectors = {name: make(name) for name in args.detectors.split(",")}
-    print(f"{'detector':<18}{'size':>6}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}{'side':>7}{'dx':>7}{'dy':>7}")
-    for size in SIZES:
-        frames = scene_frames(chosen, size, args.seed)
-        for name, det in detectors.items():
-            r = measure(det, frames)
-            print(f"{name:<18}{size:>6}{r['recall']:8.3f}{r['false_per_frame']:9.2f}{r['ms_per_frame']:9.1f}"
-                  f"{r['side_ratio']:7.2f}{r['centre_dx']:7.2f}{r['centre_dy']:7.2f}", flush=True)
+    print(f"{'detector':<22}{'background':<15}{'size':>6}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}{'side':>7}"
+          f"{'dx':>7}{'dy':>7}")
+    for background in backgrounds:
+        for size in sizes:
+            frames = scene_frames(chosen, size, args.seed, background)
+            for name, det in detectors.items():
+                r = measure(det, frames)
+                print(f"{name:<22}{background:<15}{size:>6}{r['recall']:8.3f}{r['false_per_frame']:9.2f}"
+                      f"{r['ms_per_frame']:9.1f}{r['side_ratio']:7.2f}{r['centre_dx']:7.2f}{r['centre_dy']:7.2f}",
+                      flush=True)
+    if args.empty_frames:
+        kinds = empty_frames(args.empty_frames, args.seed)
+        print(f"\nface-free frames: {sum(map(len, kinds.values()))} ({args.empty_frames} of each texture kind, "
+              f"{2 * args.empty_frames} of each photograph group); false boxes per frame")
+        print(f"{'kind':<36}" + "".join(f"{n:>22}" for n in detectors))
+        totals = dict.fromkeys(detectors, 0)
+        for kind, frames in kinds.items():
+            row = []
+            for name, det in detectors.items():
+                boxes = sum(len(det.detect(f)) for f in frames)
+                totals[name] += boxes
+                row.append(boxes / len(frames))
+            print(f"{kind:<36}" + "".join(f"{v:22.3f}" for v in row), flush=True)
+        n = sum(map(len, kinds.values()))
+        print(f"{'all face-free frames':<36}" + "".join(f"{totals[name] / n:22.3f}" for name in detectors))
     return 0
 
 

@@ -13,6 +13,7 @@ each face's heatmap was refreshed.
 
     python -m benchmarks.video_benchmark                                  # the shipped model
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --out runs/video-bench
+    python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --background textured   # walls, fabric...
     python -m benchmarks.video_benchmark --video runs/video-bench --detector mtcnn   # the same video again
 """
 
@@ -35,10 +36,11 @@ DEFAULT_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 
 
 def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
-                size: tuple[int, int] = (640, 480)) -> list[list[dict]]:
-    """A video cut into shots of ``cut_every`` frames: each shot a new background (blurred noise around
-    a new grey level) and one to three new FER2013 test faces of 120-200 px drifting apart.
-    Returns per frame the faces' boxes, labels and shot numbers."""
+                size: tuple[int, int] = (640, 480), background: str = "blurred-noise") -> list[list[dict]]:
+    """A video cut into shots of ``cut_every`` frames: each shot a new background (``blurred-noise``:
+    blurred noise around a new grey level; ``textured``: a texture of ``fer_keras.data.textures``, walls,
+    fabric, foliage or noise, drawn at random) and one to three new FER2013 test faces of 120-200 px
+    drifting apart. Returns per frame the faces' boxes, labels and shot numbers."""
     from fer_keras.data.readers.fer2013 import read_fer2013
     from fer_keras.data.taxonomy import SIX
 
@@ -48,10 +50,15 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
     frames = int(seconds * fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     truth: list[list[dict]] = []
+    texture_rng = np.random.default_rng([seed, 28])  # apart: the same faces and paths on either background
     for shot, start in enumerate(range(0, frames, cut_every)):
         level = rng.uniform(50, 200)
         noise = rng.normal(level, rng.uniform(20, 60), (height // 8, width // 8)).astype(np.float32)
-        background = np.clip(cv2.resize(noise, size, interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        backdrop = np.clip(cv2.resize(noise, size, interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        if background == "textured":
+            from fer_keras.data.textures import textured_background
+
+            backdrop, _ = textured_background(height, width, texture_rng)
         people = []
         for _ in range(int(rng.integers(1, 4))):
             side = int(rng.integers(120, 201))
@@ -68,7 +75,7 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
             )
             people.append((face, SIX.index(record.emotion), pos, side, rng.uniform(-1.5, 1.5, 2)))
         for f in range(start, min(frames, start + cut_every)):
-            frame = background.copy()
+            frame = backdrop.copy()
             boxes = []
             for face, label, pos, side, vel in people:
                 x, y = pos + vel * (f - start)
@@ -219,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="video length")
     p.add_argument("--seed", type=int, default=0, help="seed of the test video (faces, sizes, paths)")
     p.add_argument("--cut-every", type=int, default=0, help="cut into shots of this many frames (0: one shot)")
+    p.add_argument("--background", choices=("blurred-noise", "textured"), default="blurred-noise",
+                   help="each shot's background (with --cut-every). Default: %(default)s")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
     p.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model served when --model-base-path is not given. Default: %(default)s")
@@ -250,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         video = out / "test.mp4"
         if args.cut_every:
-            truth = build_shots(Path(args.fer2013), video, args.seconds, args.cut_every, seed=args.seed)
+            truth = build_shots(Path(args.fer2013), video, args.seconds, args.cut_every, seed=args.seed,
+                                background=args.background)
         else:
             truth = build_video(Path(args.fer2013), video, args.seconds, seed=args.seed)
         (out / "truth.json").write_text(json.dumps(truth))

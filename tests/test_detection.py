@@ -161,3 +161,35 @@ def test_blazeface_tiles_find_small_faces_in_wide_frames():
     assert abs(tiled.box[0] + tiled.box[2] / 2 - 325) < 8 and abs(tiled.box[1] + tiled.box[3] / 2 - 225) < 8
     with pytest.raises(ValueError, match="unknown BlazeFace model"):
         BlazeFaceDetector(model="tiny")
+
+
+def test_the_verifier_tells_a_face_from_textures(astronaut):
+    from fer_keras.data.textures import TEXTURES, texture
+    from fer_keras.detection import FaceVerifier
+
+    verifier = FaceVerifier()
+    rng = np.random.default_rng(7)
+    walls = [cv2.cvtColor(texture(name, 480, 640, rng), cv2.COLOR_GRAY2RGB) for name in TEXTURES]
+    face_score = verifier.scores(astronaut, [(170, 60, 105, 105)])[0]
+    texture_scores = np.concatenate([verifier.scores(w, [(100, 100, 120, 120), (300, 200, 80, 80)]) for w in walls])
+    assert face_score > 0.9 and (texture_scores < verifier.threshold).all()
+    # a box half outside the image reads grey there, and no boxes give no scores
+    assert verifier.scores(astronaut, [(-60, -60, 120, 120)]).shape == (1,)
+    assert verifier.scores(astronaut, []).shape == (0,)
+    with pytest.raises(ValueError, match="verifier threshold"):
+        FaceVerifier(threshold=1.5)
+
+
+def test_blazeface_verified_draws_no_faces_on_textures_where_it_alone_draws_many(astronaut):
+    """Face-free frames of every texture kind (seeded): BlazeFace alone draws faces on them; with the
+    default O-Net verification it draws (almost) none, and still finds the astronaut."""
+    from fer_keras.data.textures import TEXTURES, texture
+    from fer_keras.detection import BlazeFaceDetector
+
+    rng = np.random.default_rng(28)
+    frames = [cv2.cvtColor(texture(name, 480, 640, rng), cv2.COLOR_GRAY2RGB) for name in TEXTURES for _ in range(3)]
+    alone, verified = BlazeFaceDetector(verify=None), BlazeFaceDetector()
+    alone_boxes = sum(len(alone.detect(f)) for f in frames)
+    verified_boxes = sum(len(verified.detect(f)) for f in frames)
+    assert alone_boxes >= 6 and verified_boxes <= 1, (alone_boxes, verified_boxes)
+    assert len(verified.detect(astronaut)) == 1
