@@ -7,8 +7,11 @@ detector sees the same frames in one run. Reported per detector, background and
 face size: recall at IoU >= 0.4 against the pasted square, false boxes per
 frame, milliseconds per frame, and how its box relates to FER2013's framing
 (median side of the pasted square over the box's longer side, and the median
-offset of the square's centre from the box centre, in box sides). The framing
-figures on *training* faces are what ``BlazeFaceDetector.FRAMING`` holds.
+offset of the square's centre from the box centre, in box sides) and to the
+detector's keypoints (kp side: the square's side over the eyes-to-mouth
+distance; kp along: where its centre sits on the line from between the eyes
+(0) to the mouth (1)). The framing figures on *training* faces are what
+``BlazeFaceDetector.FRAMING`` and ``KEYPOINT_FRAMING`` hold.
 
 ``--empty-frames N`` adds face-free 640x480 frames, every box on them false:
 N of each texture of ``fer_keras.data.textures`` at full and at low contrast
@@ -54,9 +57,11 @@ def measure(detector, frames) -> dict:
     from fer_keras.detection import iou
 
     found, false, ms, ratios, offsets, total = 0, 0, [], [], [], 0
+    keypoint_sides, keypoint_along = [], []
     for frame, placed in frames:
         start = time.perf_counter()
-        boxes = [f.box for f in detector.detect(frame)]
+        faces = detector.detect(frame)
+        boxes = [f.box for f in faces]
         ms.append(1000 * (time.perf_counter() - start))
         used = set()
         for _, truth in placed:
@@ -71,11 +76,24 @@ def measure(detector, frames) -> dict:
                 offsets.append(
                     ((truth[0] + truth[2] / 2 - (x + w / 2)) / side, (truth[1] + truth[3] / 2 - (y + h / 2)) / side)
                 )
+                marks = faces[best[1]].landmarks
+                if {"left_eye", "right_eye", "mouth"} <= set(marks):
+                    # the pasted square against the keypoints: its side over the eye-to-mouth distance, and
+                    # its centre along the eyes-to-mouth line (0: between the eyes, 1: at the mouth)
+                    eyes = (np.array(marks["left_eye"], float) + np.array(marks["right_eye"], float)) / 2
+                    down = np.array(marks["mouth"], float) - eyes
+                    length = float(np.hypot(*down))
+                    if length > 0:
+                        centre = np.array([truth[0] + (truth[2] - 1) / 2, truth[1] + (truth[3] - 1) / 2])
+                        keypoint_sides.append(truth[2] / length)
+                        keypoint_along.append(float((centre - eyes) @ down) / length ** 2)
         false += len(boxes) - len(used)
     off = np.median(np.array(offsets), axis=0) if offsets else (np.nan, np.nan)
     return {"recall": found / max(total, 1), "false_per_frame": false / max(len(frames), 1),
             "ms_per_frame": float(np.median(ms)), "side_ratio": float(np.median(ratios)) if ratios else np.nan,
-            "centre_dx": float(off[0]), "centre_dy": float(off[1]), "faces": total, "frames": len(frames)}
+            "centre_dx": float(off[0]), "centre_dy": float(off[1]), "faces": total, "frames": len(frames),
+            "keypoint_side": float(np.median(keypoint_sides)) if keypoint_sides else np.nan,
+            "keypoint_along": float(np.median(keypoint_along)) if keypoint_along else np.nan}
 
 
 PHOTOGRAPHS = ("coffee", "chelsea", "rocket", "moon", "coins", "hubble_deep_field", "immunohistochemistry", "text")
@@ -162,15 +180,15 @@ def main(argv=None) -> int:
     print(f"{len(chosen)} FER2013 {args.split} faces per size, pasted into 640x480 scenes")
     detectors = {name: make(name) for name in args.detectors.split(",")}
     print(f"{'detector':<22}{'background':<15}{'size':>6}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}{'side':>7}"
-          f"{'dx':>7}{'dy':>7}")
+          f"{'dx':>7}{'dy':>7}{'kp side':>8}{'kp along':>9}")
     for background in backgrounds:
         for size in sizes:
             frames = scene_frames(chosen, size, args.seed, background)
             for name, det in detectors.items():
                 r = measure(det, frames)
                 print(f"{name:<22}{background:<15}{size:>6}{r['recall']:8.3f}{r['false_per_frame']:9.2f}"
-                      f"{r['ms_per_frame']:9.1f}{r['side_ratio']:7.2f}{r['centre_dx']:7.2f}{r['centre_dy']:7.2f}",
-                      flush=True)
+                      f"{r['ms_per_frame']:9.1f}{r['side_ratio']:7.2f}{r['centre_dx']:7.2f}{r['centre_dy']:7.2f}"
+                      f"{r['keypoint_side']:8.2f}{r['keypoint_along']:9.2f}", flush=True)
     if args.empty_frames:
         kinds = empty_frames(args.empty_frames, args.seed)
         print(f"\nface-free frames: {sum(map(len, kinds.values()))} ({args.empty_frames} of each texture kind, "

@@ -201,7 +201,8 @@ def _photo_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.nda
 
 
 def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed: int,
-                   min_iou: float = 0.4, background: str = "blurred-noise") -> tuple[np.ndarray, np.ndarray]:
+                   min_iou: float = 0.4, background: str = "blurred-noise",
+                   align: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Crops ``detector`` makes of the faces pasted at ``side`` pixels, as the video client cuts them.
 
     Returns:
@@ -220,7 +221,7 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
             if best[0] >= min_iou:
                 used.add(best[1])
                 found.append(index)
-                crops.append(crop_face(frame, detections[best[1]], face_size))
+                crops.append(crop_face(frame, detections[best[1]], face_size, align=align))
     if not crops:
         return np.zeros((0,), np.int64), np.zeros((0, face_size, face_size, 1), np.uint8)
     return np.array(found), np.stack(crops)
@@ -228,12 +229,12 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
 
 def run_report(models: list[Scored], faces, shifts: list[str], severities: list[int], *, seed: int = 0,
                batch_size: int = 128, detector_faces: int = 300, cross: dict | None = None,
-               log=print) -> dict:
+               log=print, align: bool = False) -> dict:
     """The robustness report of ``models`` on ``faces`` (a FaceSet) as a JSON-able dict."""
     labels = faces.labels
     size = faces.images.shape[1]
     report = {"n": int(len(faces)), "classes": list(faces.taxonomy.classes), "severities": severities, "seed": seed,
-              "models": {}, "shifts": {}}
+              "align": align, "models": {}, "shifts": {}}
     clean_pred = {}
     for m in models:
         clean_pred[m.name] = m.predict(faces.images, batch_size)
@@ -256,7 +257,7 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
             sizes = scene_sizes(background)
             for s in severities:
                 found, crops = detector_crops(faces.images[chosen], detector, sizes[s - 1], size, seed,
-                                              background=background)
+                                              background=background, align=align)
                 report["shifts"][name]["detected"].append(len(found) / max(1, len(chosen)))
                 truth = labels[chosen][found]
                 for m in models:
@@ -382,8 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val", "all"), default="test",
                    help="faces to shift: a split of --data, or all of its faces. Default: %(default)s")
     p.add_argument("--shifts", default="all",
-                   help=f"comma-separated shifts, or all: {', '.join(SHIFTS)}, and detector-NAME for each detector "
-                        "(mtcnn, haar). Default: %(default)s")
+                   help=f"comma-separated shifts, or all: {', '.join(SHIFTS)}, and for each detector (blazeface, "
+                        "mtcnn, haar) detector-NAME (scenes over blurred noise), textured-NAME (over textures) and "
+                        "photo-NAME (portrait photographs). Default: %(default)s")
+    p.add_argument("--align", action="store_true",
+                   help="cut detector crops framed from the keypoints (eyes level, scaled and centred as FER2013; "
+                        "fer_keras.detection.keypoint_square) instead of from the detector's box")
     p.add_argument("--severities", default="1,2,3,4,5", help="severities 1 (mild) to 5. Default: %(default)s")
     p.add_argument("--faces", type=int, default=0, help="use about this many faces, every class in proportion (0: all)")
     p.add_argument("--detector-faces", type=int, default=300,
@@ -445,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(models)} model(s)", file=sys.stderr)
         report = run_report(models, faces, shifts, severities, seed=args.seed, batch_size=args.batch_size,
                             detector_faces=args.detector_faces, cross=cross,
-                            log=lambda text: print(text, file=sys.stderr))
+                            log=lambda text: print(text, file=sys.stderr), align=args.align)
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -193,3 +193,36 @@ def test_blazeface_verified_draws_no_faces_on_textures_where_it_alone_draws_many
     verified_boxes = sum(len(verified.detect(f)) for f in frames)
     assert alone_boxes >= 6 and verified_boxes <= 1, (alone_boxes, verified_boxes)
     assert len(verified.detect(astronaut)) == 1
+
+
+def test_keypoints_give_the_fer_framed_square_with_eyes_level():
+    from fer_keras.detection import KEYPOINT_FRAMING, keypoint_square
+
+    level = Face((0, 0, 10, 10), 1.0, {"left_eye": (100, 100), "right_eye": (140, 100), "mouth": (120, 140)})
+    cx, cy, side, angle = keypoint_square(level)
+    assert (cx, cy) == pytest.approx((120, 100 + KEYPOINT_FRAMING[1] * 40)) and angle == pytest.approx(0)
+    assert side == pytest.approx(KEYPOINT_FRAMING[0] * 40)
+    # MTCNN's mouth corners stand in for the mouth centre; a tilted head gives the tilt
+    tilted = Face((0, 0, 10, 10), 1.0, {"left_eye": (100, 100), "right_eye": (140, 114.56),
+                                         "mouth_left": (100, 140), "mouth_right": (120, 140)})
+    assert keypoint_square(tilted)[3] == pytest.approx(20, abs=0.1)
+    assert keypoint_square(Face((0, 0, 10, 10), 1.0, {"left_eye": (1, 1), "right_eye": (5, 1)})) is None
+
+
+def test_aligned_crops_undo_a_head_tilt(astronaut):
+    """The astronaut turned 15 degrees: the keypoint-framed crop matches the upright photo's crop better
+    than the box crop does."""
+    from fer_keras.detection import BlazeFaceDetector
+
+    detector = BlazeFaceDetector()
+    h, w = astronaut.shape[:2]
+    turned = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((223, 113), 15, 1.0), (w, h),
+                            borderMode=cv2.BORDER_REPLICATE)
+    (upright,) = detector.detect(astronaut)
+    (face,) = detector.detect(turned)
+    reference = crop_face(astronaut, upright, 64, align=True)[..., 0].astype(float).ravel()
+
+    def similarity(crop):
+        return np.corrcoef(crop[..., 0].astype(float).ravel(), reference)[0, 1]
+
+    assert similarity(crop_face(turned, face, 64, align=True)) > similarity(crop_face(turned, face, 64)) + 0.05
