@@ -2,9 +2,11 @@
 
 ``shipped_predictions.json`` holds the probabilities of every shipped model on
 fourteen fixed synthetic faces, plain and with flip test-time averaging,
-recorded before the package was restructured (issue 18). Any change to the
-weights format, the architecture builder, the preprocessing inside the model or
-the flip averaging that moves a prediction shows up here.
+recorded before the package was restructured (issue 18); a model's entry is
+recorded again only when its weights are deliberately replaced (gimefive-fer2013:
+issue 25, the robust default). Any change to the weights format, the
+architecture builder, the preprocessing inside the model or the flip averaging
+that moves a prediction shows up here.
 """
 
 import json
