@@ -36,11 +36,13 @@ DEFAULT_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 
 
 def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
-                size: tuple[int, int] = (640, 480), background: str = "blurred-noise") -> list[list[dict]]:
+                size: tuple[int, int] = (640, 480), background: str = "blurred-noise",
+                with_faces: bool = True) -> list[list[dict]]:
     """A video cut into shots of ``cut_every`` frames: each shot a new background (``blurred-noise``:
     blurred noise around a new grey level; ``textured``: a texture of ``fer_keras.data.textures``, walls,
     fabric, foliage or noise, drawn at random) and one to three new FER2013 test faces of 120-200 px
-    drifting apart. Returns per frame the faces' boxes, labels and shot numbers."""
+    drifting apart (none with ``with_faces=False``: a face-free video, the same backgrounds). Returns per
+    frame the faces' boxes, labels and shot numbers."""
     from fer_keras.data.readers.fer2013 import read_fer2013
     from fer_keras.data.taxonomy import SIX
 
@@ -77,7 +79,7 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
         for f in range(start, min(frames, start + cut_every)):
             frame = backdrop.copy()
             boxes = []
-            for face, label, pos, side, vel in people:
+            for face, label, pos, side, vel in people if with_faces else ():
                 x, y = pos + vel * (f - start)
                 xi, yi = int(np.clip(x, 0, width - side)), int(np.clip(y, 0, height - side))
                 frame[yi:yi + side, xi:xi + side] = face
@@ -175,6 +177,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     match = iou if criterion == "iou" else _on_face
     least = least_iou if criterion == "iou" else 1.0
     total = found = correct = false = false_early = early_frames = 0
+    overlaps = []
     shots_of_track: dict[int, set] = {}
     faces_of_track: dict[int, set] = {}
     shot_start = {}
@@ -193,6 +196,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
             if best >= least:
                 used.add(best_i)
                 found += 1
+                overlaps.append(best)
                 face = record["faces"][best_i]
                 predicted = max(face["smoothed"].items(), key=lambda kv: kv[1])[0]
                 correct += predicted == classes[g["label"]]
@@ -210,6 +214,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
         "recall": found / max(total, 1),
         "accuracy_of_found": correct / max(found, 1),
         "false_boxes_per_frame": false / max(len(records), 1),
+        "median_overlap_of_found": float(np.median(overlaps)) if overlaps else None,
     }
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
@@ -228,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cut-every", type=int, default=0, help="cut into shots of this many frames (0: one shot)")
     p.add_argument("--background", choices=("blurred-noise", "textured"), default="blurred-noise",
                    help="each shot's background (with --cut-every). Default: %(default)s")
+    p.add_argument("--no-faces", action="store_true",
+                   help="a face-free video (with --cut-every): every box drawn is a false one")
+    p.add_argument("--no-verify", action="store_true",
+                   help="BlazeFace without its O-Net verification (the detector before issue 28)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
     p.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model served when --model-base-path is not given. Default: %(default)s")
@@ -260,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         video = out / "test.mp4"
         if args.cut_every:
             truth = build_shots(Path(args.fer2013), video, args.seconds, args.cut_every, seed=args.seed,
-                                background=args.background)
+                                background=args.background, with_faces=not args.no_faces)
         else:
             truth = build_video(Path(args.fer2013), video, args.seconds, seed=args.seed)
         (out / "truth.json").write_text(json.dumps(truth))
@@ -277,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
-        if args.candidate_threshold is not None and args.detector == "mtcnn":
+        if args.no_verify:
+            from fer_keras.detection import BlazeFaceDetector
+
+            detector = BlazeFaceDetector(verify=None)
+        elif args.candidate_threshold is not None and args.detector == "mtcnn":
             from fer_keras.detection import MTCNNDetector
 
             detector = MTCNNDetector(candidate_threshold=args.candidate_threshold)
@@ -306,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"drawn boxes: recall@IoU0.4 {quality['recall']:.3f}, "
         f"false boxes per frame {quality['false_boxes_per_frame']:.3f}; "
-        f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}"
+        f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}; median IoU of the found "
+        f"{quality['median_overlap_of_found'] or float('nan'):.3f}"
     )
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "

@@ -28,7 +28,8 @@ class AnalyzerConfig:
         max_in_flight: Predict calls outstanding at once.
         margin: crop margin around a box (share of its side); the default
             reproduces FER2013's framing (``fer_keras.detection.FER_MARGIN``).
-        align: level the eyes before classifying (needs landmarks).
+        align: frame each face from its keypoints before classifying: eyes level, scaled and centred
+            as FER2013 frames faces (``fer_keras.detection.keypoint_square``); False: the detector's box.
         queue_size: frames buffered between stages.
         alpha: heatmap opacity in the annotated video.
         iou_threshold: least IoU for a detection to continue a track.
@@ -51,7 +52,7 @@ class AnalyzerConfig:
     batch_frames: int = 8
     max_in_flight: int = 3
     margin: float = FER_MARGIN
-    align: bool = False
+    align: bool = True
     queue_size: int = 32
     alpha: float = 0.4
     iou_threshold: float = 0.3

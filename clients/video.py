@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--min-similarity", type=float, default=D.min_similarity,
                    help="least appearance correlation for a detection to continue a track (0: boxes only). "
                         "Default: %(default)s")
-    a.add_argument("--align", action="store_true", help="level the eyes before classifying")
+    a.add_argument("--align", action=argparse.BooleanOptionalAction, default=D.align,
+                   help="frame each face from its eyes and mouth (level, scaled and centred as FER2013) instead "
+                        "of the detector's box; --no-align: the box. Default: %(default)s")
     return p
 
 

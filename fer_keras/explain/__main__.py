@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=None,
                    help="least detection score of a face to explain (one photo has no second detection to confirm "
                         "a doubtful face). Default: the detector's confirm score (BlazeFace 0.75, MTCNN 0.9)")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --detect: frame each face from its eyes and mouth (level, scaled and centred as "
+                        "FER2013) instead of the detector's box; --no-align: the box. Default: %(default)s")
     p.add_argument("--margin", type=float, default=FER_MARGIN,
                    help="crop margin around detected faces (0 reproduces FER2013's framing). Default: %(default)s")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in overlays. Default: %(default)s")
@@ -109,7 +112,8 @@ def explain_images(args, model, taxonomy) -> int:
             weak = f" ({len(found)} candidate(s) scored below {min_score:.2f}, see --min-score)" if found else ""
             print(f"no face found in {path}{weak}", file=sys.stderr)
             continue
-        crops = np.stack([crop_face(rgb, f, size, margin=args.margin if args.detect else 0.0) for f in faces])
+        crops = np.stack([crop_face(rgb, f, size, margin=args.margin if args.detect else 0.0,
+                                    align=args.detect and args.align) for f in faces])
         result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
         canvas = rgb.copy()
         for i, face in enumerate(faces):
