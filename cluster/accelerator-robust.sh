@@ -22,9 +22,9 @@ INIT=${INIT:-gimefive-fer2013}
 EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 if ! python3 -c "import keras" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then  # no Keras there: the carried wheels
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site .whl/*.whl \
         || { echo "error: the wheels in .whl/ did not install" >&2; exit 1; }
-    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+    export PYTHONPATH=$PWD/.site:${PYTHONPATH:-}
 fi
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 PYTHONUNBUFFERED=1
 LOG="$OUT/run.log"
