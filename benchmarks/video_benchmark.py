@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="each shot's background (with --cut-every). Default: %(default)s")
     p.add_argument("--no-faces", action="store_true",
                    help="a face-free video (with --cut-every): every box drawn is a false one")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
+                   help="crops framed from the keypoints (--no-align: from the box). Default: the analyzer's")
     p.add_argument("--no-verify", action="store_true",
                    help="BlazeFace without its O-Net verification (the detector before issue 28)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
@@ -282,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = EmotionClient(server.address, "gimefive")
         tuned = {k: v for k, v in (("margin", args.margin), ("box_smoothing", args.box_smoothing),
-                                   ("detector", args.detector), ("confirm_score", args.confirm_score)) if v is not None}
+                                   ("detector", args.detector), ("confirm_score", args.confirm_score),
+                                   ("align", args.align)) if v is not None}
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
@@ -312,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         f"video: {len(records)} frames 640x480 @30 fps, {shots} shot(s), {quality['ground_truth_faces']} face "
         f"instances; detector {config.detector} every {args.detect_every} frames, Grad-CAM "
         f"{'every ' + str(args.explain_every) + ' frames' if args.explain == 'gradcam' else 'off'}; "
-        f"crop margin {config.margin}, box smoothing {config.box_smoothing}; cuts found: {len(summary.get('cuts', []))}"
+        f"crop margin {config.margin}, box smoothing {config.box_smoothing}, crops from "
+        f"{'the keypoints' if config.align else 'the box'}"
+        f"{', BlazeFace unverified' if args.no_verify else ''}; cuts found: {len(summary.get('cuts', []))}"
     )
     print(f"end to end: {summary['frames_per_second']} frames/s")
     print("stage ms/frame: " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_frame"].items()))
