@@ -381,48 +381,126 @@ def plot_timelines(summary_tracks: dict, tracks: list[Track], classes, fps: floa
     return paths
 
 
+def emotion_mix(tracks: list[Track], num_classes: int, fps: float, frames: int) -> np.ndarray:
+    """``[seconds, num_classes]``: for each second of the video, the mean of every classified face's
+    smoothed probabilities in it (each face in each frame counts once); rows of seconds without a face
+    are NaN."""
+    seconds = max(1, int(np.ceil(max(frames, 1) / fps)))
+    total = np.zeros((seconds, num_classes))
+    count = np.zeros(seconds)
+    for track in tracks:
+        for frame, probabilities in track.history:
+            second = min(int(frame / fps), seconds - 1)
+            total[second] += probabilities
+            count[second] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count[:, None] > 0, total / count[:, None], np.nan)
+
+
 def plot_video_summary(summary: dict, tracks: list[Track], classes, fps: float, path: Path,
-                       max_tracks: int = 12) -> Path | None:
-    """One figure of the whole video: for each main track (the longest ``max_tracks``, in order of
-    appearance) a strip of its smoothed emotion probabilities over time (rows: emotions, colour:
-    probability), all on the video's time axis, with the shot cuts as dashed lines."""
+                       max_tracks: int = 4) -> Path | None:
+    """One figure of the whole video that reads at a glance, whatever its length or number of shots:
+
+    * the emotion mix of all faces over time: each second's mean probabilities of every face
+      classified in it, stacked to 100 % (seconds without a face left blank), shot cuts as dashed
+      lines;
+    * the counts: duration, shots, face tracks, classified faces, and the mix over the whole video;
+    * the longest ``max_tracks`` tracks' emotion timelines on the same time axis, where a track lasts
+      long enough to read (2 s and 5 % of the video); otherwise (many short shots) the number of faces
+      in view over time.
+
+    With more than 30 cuts they are marked as ticks above the mix instead of lines through it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = sorted(sorted((t for t in tracks if t.history), key=lambda t: -len(t.history))[:max_tracks],
-                   key=lambda t: t.history[0][0])
-    duration = max(summary.get("frames", 0), 1) / fps
-    rows = max(1, len(shown))
-    fig, axes = plt.subplots(rows, 1, figsize=(11, 0.35 + 0.85 * rows), sharex=True, squeeze=False)
+    frames = max(summary.get("frames", 0), 1)
+    duration = frames / fps
+    cuts = summary.get("cuts", [])
+    with_history = [t for t in tracks if t.history]
+    readable = max(2.0, 0.05 * duration) * fps  # frames a track needs to be worth a row of its own
+    longest = sorted([t for t in sorted(with_history, key=lambda t: -len(t.history))[:max_tracks]
+                      if len(t.history) >= readable], key=lambda t: t.history[0][0])
+    mix = emotion_mix(with_history, len(classes), fps, frames)
+    face_frames = sum(len(t.history) for t in with_history)
+    colours = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)
+    rows = 1 + max(1, len(longest))
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 2.6 + 0.8 * max(1, len(longest))), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [2.4] + [1] * (rows - 1)})
+    top = axes[0, 0]
+    seconds = np.arange(len(mix) + 1)
+    shares = np.nan_to_num(mix)
+    bottom = np.zeros(len(mix))
+    for k, name in enumerate(classes):
+        top.bar(seconds[:-1], shares[:, k], width=1.0, bottom=bottom, align="edge", color=colours[k], label=name,
+                linewidth=0)
+        bottom += shares[:, k]
+    many_cuts = len(cuts) > 30
+    for cut in cuts:
+        if many_cuts:
+            top.plot([cut / fps] * 2, [1.0, 1.06], color="0.3", linewidth=0.6, clip_on=False)
+        else:
+            top.axvline(cut / fps, color="0.3", linestyle="--", linewidth=0.5)
+    top.set_ylim(0, 1)
+    top.set_yticks([0, 0.5, 1])
+    top.set_yticklabels(["0", "50 %", "100 %"], fontsize=7)
+    top.set_ylabel("emotion mix", fontsize=8)
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    with_face = ~np.isnan(mix[:, 0])
+    whole = np.zeros(len(classes))
+    for track in with_history:
+        for _, probabilities in track.history:
+            whole += probabilities
+    whole = whole / max(whole.sum(), 1e-9)
+    order = np.argsort(-whole)
+    mix_text = ", ".join(f"{classes[k]} {whole[k]:.0%}" for k in order[:3]) if face_frames else "no faces"
+    top.set_title(f"{duration:.0f} s, {len(cuts) + 1} shot{'s' if cuts else ''}, {len(with_history)} face track"
+                  f"{'s' if len(with_history) != 1 else ''}, {face_frames} classified faces "
+                  f"({int(with_face.sum())} of {len(mix)} seconds with a face); over the video: {mix_text}",
+                  fontsize=8, loc="left", pad=10 if many_cuts else 4)
     image = None
-    for ax, track in zip(axes[:, 0], shown):
-        frames = np.array([i for i, _ in track.history])
+    for ax, track in zip(axes[1:, 0], longest):
+        marks = np.array([i for i, _ in track.history])
         probs = np.stack([p for _, p in track.history]).T  # classes x frames
-        full = np.full((len(classes), int(frames[-1] - frames[0]) + 1), np.nan)
-        full[:, frames - frames[0]] = probs
+        full = np.full((len(classes), int(marks[-1] - marks[0]) + 1), np.nan)
+        full[:, marks - marks[0]] = probs
         image = ax.imshow(full, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest",
-                          extent=(frames[0] / fps, (frames[-1] + 1) / fps, len(classes) - 0.5, -0.5))
+                          extent=(marks[0] / fps, (marks[-1] + 1) / fps, len(classes) - 0.5, -0.5))
         ax.set_yticks(range(len(classes)))
         ax.set_yticklabels(classes, fontsize=6)
         info = summary.get("tracks", {}).get(str(track.track_id), {})
-        ax.set_title(f"track #{track.track_id}: {info.get('dominant_emotion', '')}, {len(track.history)} frames",
-                     fontsize=7, loc="left", pad=2)
-        for cut in summary.get("cuts", []):
+        ax.set_title(f"track #{track.track_id}: {info.get('dominant_emotion', '')}, {len(track.history)} frames "
+                     f"({len(track.history) / fps:.1f} s)", fontsize=7, loc="left", pad=2)
+        for cut in cuts:
             ax.axvline(cut / fps, color="0.6", linestyle="--", linewidth=0.5)
+    if not longest:
+        ax = axes[1, 0]
+        if with_history:  # short tracks only: how many faces are in view, second by second
+            in_view = np.zeros(len(mix))
+            for track in with_history:
+                for frame, _ in track.history:
+                    in_view[min(int(frame / fps), len(mix) - 1)] += 1 / fps
+            ax.bar(seconds[:-1], in_view, width=1.0, align="edge", color="0.5", linewidth=0)
+            ax.set_ylabel("faces in view", fontsize=8)
+            longest_s = max(len(t.history) for t in with_history) / fps
+            ax.set_title(f"faces in view (mean per frame); no track lasts long enough for a timeline of its own "
+                         f"(the longest {longest_s:.1f} s)", fontsize=7, loc="left", pad=2)
+        else:
+            ax.text(0.5, 0.5, "no faces found", ha="center", va="center", transform=ax.transAxes)
+            ax.set_yticks([])
+    for ax in axes[:, 0]:
         ax.set_xlim(0, duration)
-    if not shown:
-        axes[0, 0].text(0.5, 0.5, "no faces found", ha="center", va="center", transform=axes[0, 0].transAxes)
-        axes[0, 0].set_xlim(0, duration)
-        axes[0, 0].set_yticks([])
     axes[-1, 0].set_xlabel("seconds")
-    hidden = len([t for t in tracks if t.history]) - len(shown)
-    fig.suptitle(f"{summary.get('input', '')}: emotions per face track over time"
-                 + (f" ({hidden} shorter tracks not shown)" if hidden > 0 else ""), fontsize=9)
+    hidden = len(with_history) - len(longest)
+    below = "the faces in view" if not longest else f"the {'longest ' if hidden > 0 else ''}face tracks"
+    fig.suptitle(f"{summary.get('input', '')}: the emotions of all faces over time"
+                 + (" (cuts: ticks above)" if many_cuts else "") + f", then {below}"
+                 + (f" ({hidden} other tracks are in the mix)" if hidden > 0 and longest else ""), fontsize=9)
     fig.tight_layout()
     if image is not None:
-        fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.015, pad=0.01, label="probability")
+        fig.colorbar(image, ax=axes[1:, 0].tolist(), fraction=0.015, pad=0.01, label="probability")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
