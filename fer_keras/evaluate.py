@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-leaked", action="store_true",
                    help="evaluate only faces that do not also appear in the training data")
     p.add_argument("--flip-tta", action="store_true", help="average predictions with the mirrored faces")
+    p.add_argument("--detect", action="store_true",
+                   help="whole photographs: find the face in each image first and classify its crop, as the video "
+                        "client does (the report counts the images with no face: no_face)")
+    p.add_argument("--detector", default="blazeface",
+                   help="with --detect: blazeface (verified by O-Net), mtcnn or haar. Default: %(default)s")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --detect: frame each face from its eyes and mouth as FER2013 (--no-align: from the "
+                        "detector's box). Default: %(default)s")
     p.add_argument("--shifted-copy", action="store_true",
                    help="add a copy of the faces, each under one shift of the robustness suite (seeded by --seed): "
                         "the validation that fer_keras.train --shifted-validation chooses checkpoints on "
@@ -77,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         leaked = leaked_mask(faces, *others) if others else None
         if args.exclude_leaked and leaked is not None:
             faces, leaked = faces.select(~leaked), None
+        no_face: list[str] = []
+        if args.detect:
+            from fer_keras.detection import make_detector
+            from fer_keras.evaluation import crop_detected_faces
+
+            if args.detector == "none":
+                raise ValueError("--detect needs a detector: blazeface, mtcnn or haar")
+            total = len(faces)
+            faces, no_face = crop_detected_faces(faces, make_detector(args.detector), align=args.align)
+            if leaked is not None:
+                leaked = None  # the crops are new images: no copy of them in training
+            print(f"--detect: a face in {len(faces)} of {total} images ({len(no_face)} with none, left out)",
+                  file=sys.stderr)
+            if not len(faces):
+                raise ValueError(f"--detect found no face in any of the {total} images")
         if args.shifted_copy:
             from fer_keras.training import with_shifted_copy
 
@@ -100,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         excluded_leaked=args.exclude_leaked,
         shifted_copy=args.shifted_copy,
     )
+    if args.detect:
+        report.update(detect={"detector": args.detector, "align": args.align, "no_face": len(no_face),
+                              "images": len(no_face) + report["n"], "no_face_images": no_face[:100]})
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():
         print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")

@@ -151,3 +151,39 @@ def sample_accuracy(model, source: str, root: str | Path, classes: list[str], si
     predicted = predict_probabilities(model, faces.images, flip_tta=flip_tta).argmax(1)
     return {"source": source, "every": every, "n": int(len(faces)),
             "accuracy": round(float((predicted == faces.labels).mean()), 4), "flip_tta": flip_tta}
+
+
+def crop_detected_faces(faces: FaceSet, detector, *, align: bool = True) -> tuple[FaceSet, list[str]]:
+    """Whole photographs cut to faces as the video pipeline cuts them: each image is read again from
+    its file (at its own resolution), ``detector`` finds its faces, and the most confident one is
+    cropped (``fer_keras.detection.crop_face``, keypoint framing unless ``align`` is False) at the
+    faces' size. Faces with no file (CSV sources) are detected on their stored pixels.
+
+    Returns:
+        (the faces that had one, cut to it; the names of the images with none)
+    """
+    import cv2
+
+    from fer_keras.detection import crop_face, read_rgb
+
+    size = faces.images.shape[1]
+    keep, missing = [], []
+    images = faces.images.copy()
+    for i, name in enumerate(faces.names):
+        path = Path(str(name))
+        if path.is_file():
+            rgb = read_rgb(str(path))
+        else:
+            gray = cv2.resize(faces.images[i, ..., 0], (4 * size, 4 * size), interpolation=cv2.INTER_CUBIC)
+            rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        found = detector.detect(rgb)
+        if not found:
+            missing.append(str(name))
+            continue
+        best = max(found, key=lambda f: f.score)
+        images[i] = crop_face(rgb, best, size, align=align)
+        keep.append(i)
+    cropped = faces.select(np.array(keep, dtype=np.int64))
+    cropped.images = images[np.array(keep, dtype=np.int64)] if keep else images[:0]
+    return cropped, missing
+

@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=int, default=0, help="use about this many faces, every class in proportion (0: all)")
     p.add_argument("--detector-faces", type=int, default=300,
                    help="faces pasted into scenes for each detector shift (detection is slow). Default: %(default)s")
+    p.add_argument("--cross-detect", action="store_true",
+                   help="--cross sources are whole photographs: find the face in each first (verified BlazeFace, "
+                        "keypoint framing as --align says), as the video client does, and count the images with none")
     p.add_argument("--cross", action="append", default=[], metavar="NAME=PATH",
                    help="another source evaluated in full (every image, no split), repeatable")
     p.add_argument("--flip-tta", choices=("auto", "on", "off"), default="auto",
@@ -442,11 +445,22 @@ def main(argv: list[str] | None = None) -> int:
         if len(faces) == 0:
             raise DatasetError(f"{', '.join(primary) or 'synthetic'} has no faces in its {args.split} split")
         faces = faces.select(subsample(faces.labels, args.faces, args.seed))
-        cross = {}
+        cross, no_face = {}, {}
         for spec in cross_specs:
-            cross[spec.split("=", 1)[0]] = load_split(args, view, [spec], "all")
-            if len(cross[spec.split("=", 1)[0]]) == 0:
+            name = spec.split("=", 1)[0]
+            cross[name] = load_split(args, view, [spec], "all")
+            if len(cross[name]) == 0:
                 raise DatasetError(f"--cross {spec}: no faces of the {view}-class view")
+            if args.cross_detect:
+                from fer_keras.detection import make_detector
+                from fer_keras.evaluation import crop_detected_faces
+
+                total = len(cross[name])
+                cross[name], missing = crop_detected_faces(cross[name], make_detector("blazeface"), align=args.align)
+                no_face[name] = {"images": total, "no_face": len(missing)}
+                print(f"--cross {name}: a face in {len(cross[name])} of {total} images", file=sys.stderr)
+                if not len(cross[name]):
+                    raise DatasetError(f"--cross {spec}: no face found in any image")
         print(f"{len(faces)} faces ({args.split}), {len(shifts)} shifts x {len(severities)} severities, "
               f"{len(models)} model(s)", file=sys.stderr)
         report = run_report(models, faces, shifts, severities, seed=args.seed, batch_size=args.batch_size,
@@ -455,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report.update(data=primary, split=args.split, cross_sources=cross_specs)
+    report.update(data=primary, split=args.split, cross_sources=cross_specs,
+                  **({"cross_detect": no_face} if args.cross_detect else {}))
     print(format_table(report))
     if args.out:
         out = Path(args.out)

@@ -146,3 +146,39 @@ def test_a_start_that_fails_after_the_folder_is_made_removes_it(tmp_path, capsys
                        "--export-base", ""])
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_evaluate_detect_crops_whole_photos_and_counts_those_without_a_face(tmp_path, capsys):
+    import cv2
+    import skimage.data
+
+    from fer_keras.data.textures import texture
+    from fer_keras.models import build_model
+
+    build_model("gimefive", width=1 / 16, input_size=32).save(tmp_path / "m.keras")
+    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    (tmp_path / "photos" / "happy").mkdir(parents=True)
+    (tmp_path / "photos" / "angry").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "photos" / "happy" / "astronaut.png"), astronaut)
+    cv2.imwrite(str(tmp_path / "photos" / "happy" / "astronaut-left.png"), astronaut[:, ::-1])
+    cv2.imwrite(str(tmp_path / "photos" / "angry" / "wall.png"), texture("brick", 480, 640, np.random.default_rng(0)))
+    argv = ["--model", str(tmp_path / "m.keras"), "--image-size", "32", "--data", f"folders={tmp_path / 'photos'}",
+            "--split", "all", "--detect", "--out", str(tmp_path / "ev")]
+    assert evaluate.main(argv) == 0
+    assert "a face in 2 of 3 images (1 with none, left out)" in capsys.readouterr().err
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["n"] == 2 and report["detect"]["no_face"] == 1 and report["detect"]["images"] == 3
+    assert report["detect"]["no_face_images"][0].endswith("wall.png") and report["detect"]["align"] is True
+    # the crops are the faces: both mirror images of the astronaut give mirrored crops
+    from fer_keras.cli import data_config
+    from fer_keras.data.sources import load_data
+    from fer_keras.detection import make_detector
+    from fer_keras.evaluate import build_parser
+    from fer_keras.evaluation import crop_detected_faces
+
+    faces = load_data(data_config(build_parser().parse_args(argv)), require_train=False).all_faces()
+    cropped, missing = crop_detected_faces(faces, make_detector("blazeface"))
+    assert len(cropped) == 2 and len(missing) == 1 and cropped.images.shape == (2, 32, 32, 1)
+    a, b = cropped.images[..., 0].astype(float)
+    assert np.corrcoef(a.ravel(), b[:, ::-1].ravel())[0, 1] > 0.8
+    assert evaluate.main([*argv[:-2], "--detector", "none"]) == 2

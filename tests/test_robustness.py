@@ -144,6 +144,25 @@ def test_cross_source_is_evaluated_in_full(tmp_path, capsys, tiny_model, image_w
     assert cross["n"] == 5  # every happy and angry image; neutral is outside the six-class view
 
 
+def test_cross_photos_are_cut_to_their_faces_first_and_the_faceless_counted(tmp_path, capsys, tiny_model):
+    import cv2
+    import skimage.data
+
+    from fer_keras.data.textures import texture
+
+    (tmp_path / "photos" / "happy").mkdir(parents=True)
+    (tmp_path / "photos" / "angry").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "photos" / "happy" / "a.png"), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "photos" / "angry" / "wall.png"), texture("foliage", 480, 640, np.random.default_rng(1)))
+    code = robustness.main(["--model", tiny_model, "--image-size", "32", "--synthetic-per-class", "5",
+                            "--shifts", "jpeg", "--severities", "1", "--cross", f"folders={tmp_path / 'photos'}",
+                            "--cross-detect", "--out", str(tmp_path / "r")])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r" / "robustness.json").read_text())
+    assert report["cross_detect"] == {"folders": {"images": 2, "no_face": 1}}
+    assert report["models"][tiny_model]["cross"]["folders"]["n"] == 1
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--shifts", "blur,twirl"], "unknown shift(s) ['twirl']"),
     (["--severities", "0,3"], "each severity must be 1 to 5"),
