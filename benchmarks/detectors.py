@@ -160,6 +160,10 @@ def main(argv=None) -> int:
     except ValueError:
         print(f"--sizes takes whole numbers; got {args.sizes!r}", file=sys.stderr)
         return 2
+    if not sizes or min(sizes) < 16 or args.empty_frames < 0:
+        print(f"--sizes takes face sides of at least 16 px, --empty-frames a count of 0 or more; got {args.sizes!r}, "
+              f"{args.empty_frames}", file=sys.stderr)
+        return 2
     unknown = set(backgrounds) - {"blurred-noise", "textured"}
     if unknown:
         print(f"unknown background(s) {sorted(unknown)}; choose from: blurred-noise, textured", file=sys.stderr)

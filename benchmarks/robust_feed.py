@@ -103,15 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="per measurement. Default: %(default)s")
     p.add_argument("--rounds", type=int, default=2, help="old/new alternations. Default: %(default)s")
     args = p.parse_args(argv)
-    if args.faces < args.batch:
-        print(f"error: --faces ({args.faces}) must be at least --batch ({args.batch})", file=sys.stderr)
+    if args.batch < 1 or args.faces < args.batch:
+        print(f"error: --batch must be at least 1 and --faces ({args.faces}) at least --batch ({args.batch})",
+              file=sys.stderr)
+        return 2
+    if args.size < 16:
+        print(f"error: --size must be at least 16 pixels; got {args.size}", file=sys.stderr)
         return 2
     try:
         threads = [int(t) for t in args.threads.split(",")] if args.threads else [os.cpu_count() or 1]
     except ValueError:
-        print(f"error: --threads takes comma-separated whole numbers; got {args.threads!r}", file=sys.stderr)
+        threads = []
+    if not threads or min(threads) < 1:
+        print(f"error: --threads takes comma-separated whole numbers of at least 1; got {args.threads!r}",
+              file=sys.stderr)
         return 2
-    faces, what = load_faces(args.data, args.faces, args.size, args.pack)
+    from fer_keras.portable import PortableError
+
+    try:
+        faces, what = load_faces(args.data, args.faces, args.size, args.pack)
+    except PortableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"machine: {describe()}")
     print(f"{what}, {faces.shape[1]} px, batches of {args.batch}, {args.seconds:g} s per measurement")
     print("| round | threads | old feed: faces/s (per thread) | new feed: faces/s (per thread) | ratio |")

@@ -254,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="MTCNN P-Net/R-Net threshold (default: the detector's)")
     p.add_argument("--out", default=None, help="keep the video, JSON lines and summary here")
     args = p.parse_args(argv)
+    if (args.no_faces or args.background != "blurred-noise") and not (args.cut_every and not args.video):
+        print("error: --no-faces and --background build a video of shots: they need --cut-every (and no --video)",
+              file=sys.stderr)
+        return 2
     if not Path(args.fer2013, "test").is_dir():
         print(f"FER2013 not found at {args.fer2013}", file=sys.stderr)
         return 2

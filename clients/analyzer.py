@@ -397,6 +397,14 @@ def emotion_mix(tracks: list[Track], num_classes: int, fps: float, frames: int) 
         return np.where(count[:, None] > 0, total / count[:, None], np.nan)
 
 
+def timeline_tracks(tracks: list[Track], fps: float, frames: int, most: int = 4) -> list[Track]:
+    """The tracks that get a timeline row of their own in the summary: of the ``most`` longest, those
+    lasting at least 2 s and 5 % of the video, in order of appearance (none for a video of brief shots)."""
+    readable = max(2.0, 0.05 * max(frames, 1) / fps) * fps
+    longest = sorted((t for t in tracks if t.history), key=lambda t: -len(t.history))[:most]
+    return sorted((t for t in longest if len(t.history) >= readable), key=lambda t: t.history[0][0])
+
+
 def plot_video_summary(summary: dict, tracks: list[Track], classes, fps: float, path: Path,
                        max_tracks: int = 4) -> Path | None:
     """One figure of the whole video that reads at a glance, whatever its length or number of shots:
@@ -420,9 +428,7 @@ def plot_video_summary(summary: dict, tracks: list[Track], classes, fps: float, 
     duration = frames / fps
     cuts = summary.get("cuts", [])
     with_history = [t for t in tracks if t.history]
-    readable = max(2.0, 0.05 * duration) * fps  # frames a track needs to be worth a row of its own
-    longest = sorted([t for t in sorted(with_history, key=lambda t: -len(t.history))[:max_tracks]
-                      if len(t.history) >= readable], key=lambda t: t.history[0][0])
+    longest = timeline_tracks(with_history, fps, frames, max_tracks)
     mix = emotion_mix(with_history, len(classes), fps, frames)
     face_frames = sum(len(t.history) for t in with_history)
     colours = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)

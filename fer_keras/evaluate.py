@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--detect needs a detector: blazeface, mtcnn or haar")
             total = len(faces)
             faces, no_face = crop_detected_faces(faces, make_detector(args.detector), align=args.align)
-            if leaked is not None:
-                leaked = None  # the crops are new images: no copy of them in training
+            if leaked is not None:  # still by the whole images' pixels: a photo with a copy in training
+                leaked = leaked_mask(faces, *others)
             print(f"--detect: a face in {len(faces)} of {total} images ({len(no_face)} with none, left out)",
                   file=sys.stderr)
             if not len(faces):

@@ -275,8 +275,13 @@ def train_packed(args: argparse.Namespace) -> dict:
     best = BestWeights(base, write, schedule, SAVE_INTERVAL_S)
     inputs = {"x": x, "y": {"logits": y, "probabilities": y}, "batch_size": args.batch_size} if feed is None \
         else {"x": feed}
-    trainer.fit(**inputs, epochs=args.epochs, verbose=0, validation_data=(xv, {"logits": yv, "probabilities": yv}),
-                validation_batch_size=args.batch_size, callbacks=[schedule, best])
+    try:
+        trainer.fit(**inputs, epochs=args.epochs, verbose=0,
+                    validation_data=(xv, {"logits": yv, "probabilities": yv}),
+                    validation_batch_size=args.batch_size, callbacks=[schedule, best])
+    finally:
+        if feed is not None:
+            feed.close()  # chunks queued for an epoch the deadline cut off are dropped, not finished
     print(f"best val accuracy {best.best:.4f} at epoch {best.best_epoch} of {len(best.history)}; "
           f"wrote {out / (args.name + '.json')} ({time.monotonic() - START:.0f} s)", flush=True)
     return manifest

@@ -88,6 +88,10 @@ def test_textured_scenes_put_faces_on_walls_fabric_and_foliage_and_detectors_sti
     assert background_detail(textured) > 3 * background_detail(smooth)
     found, crops = robustness.detector_crops(images, make_detector("haar"), 200, 64, seed=0, background="textured")
     assert len(found) >= 3 and crops.shape[1:] == (64, 64, 1)
+    blaze = make_detector("blazeface")
+    _, boxed = robustness.detector_crops(images, blaze, 200, 64, seed=0, background="textured")
+    _, aligned = robustness.detector_crops(images, blaze, 200, 64, seed=0, background="textured", align=True)
+    assert boxed.shape == aligned.shape and not np.array_equal(boxed, aligned)  # keypoint framing, not the box
     photos = robustness.scene_frames(images, 290, seed=0, background="photo")
     assert len(photos) == 4 and all(f.shape == (640, 480, 3) and len(p) == 1 for f, p in photos)
     assert robustness.scene_shift("photo-mtcnn") == ("mtcnn", "photo")

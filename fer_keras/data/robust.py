@@ -8,16 +8,17 @@ only about 1,700 faces/s (issue 25). :func:`robust_augment` draws the same
 random parameters from the same distributions for a whole batch at once and
 applies each change to every face that drew it in a few NumPy operations:
 
-* the reframing (scale, off-centre, box ratio, tilt) is one bilinear sampling
-  of all faces at once, with the "where the old crop lands" mask in closed
-  form instead of a second warp;
+* the reframing (scale, off-centre, box ratio, tilt) is one bilinear
+  ``cv2.remap`` of all faces stacked in one image, whose second channel (ones
+  over each face) gives the "where the old crop lands" mask of the same call;
 * every Gaussian blur, the camera's down-and-up resampling and the clutter
   background's cubic upsampling are separable linear maps, applied as
   ``K @ face @ K.T`` with ``K`` built per face (the same kernel sizes and
   reflected borders as OpenCV);
 * occluders are drawn as ellipses in closed form on the pixel grid;
 * only JPEG compression (and upsampling above the crop's size, which the
-  training ranges never draw at 48 px) stays a per-face OpenCV call.
+  training ranges, 16-48 px, never draw for 48 or 64 px faces) stays a
+  per-face OpenCV call.
 
 The order of the four camera faults stays random per face, as in the
 reference. A test compares the two on fixed seeds (framing, brightness, blur,

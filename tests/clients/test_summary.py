@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from clients.analyzer import emotion_mix, plot_video_summary
+from clients.analyzer import emotion_mix, plot_video_summary, timeline_tracks
 from clients.tracking import Track
 from fer_keras.data.taxonomy import SIX
 from fer_keras.detection import Face
@@ -47,6 +47,15 @@ def test_the_mix_averages_every_face_in_each_second_and_leaves_empty_seconds_bla
     assert mix.shape == (58, 6) and not np.isnan(mix).any()
     np.testing.assert_allclose(mix.sum(axis=1), 1.0, atol=1e-5)  # shares of every face in the second
     assert (mix.max(axis=1) < 0.7).all()  # two faces with different emotions in each second
+
+
+def test_only_tracks_long_enough_to_read_get_a_timeline_row():
+    tracks, summary = _many_short_shots()
+    assert timeline_tracks(tracks, FPS, summary["frames"]) == []  # half-second tracks: the faces in view instead
+    tracks, summary = _one_long_shot()
+    assert timeline_tracks(tracks, FPS, summary["frames"]) == tracks
+    mixed = [_track(1, 0, 10, 0), _track(2, 100, 300, 1), _track(3, 20, 200, 2)]
+    assert [t.track_id for t in timeline_tracks(mixed, FPS, 40 * FPS)] == [3, 2]  # by appearance; 1 too short
 
 
 def test_the_report_is_drawn_for_many_short_shots_and_for_one_long_shot(tmp_path):
