@@ -52,6 +52,12 @@ def test_unknown_augmentation():
 def test_mixing_weights_targets_by_the_share_of_each_face(faces, names):
     # Every face is one flat gray level, 40 * its class: a mixed face's mean level
     # must equal 40 * the class its mixed target points to on average.
+    # The mixing draws (partners, Beta weights) come from TensorFlow's global generator: seeded here so the
+    # count of blended faces below hardly depends on the tests that ran before (unseeded, 1.7 % of 60 draws
+    # blended 6 of 24 faces or fewer, median 13; seeded, 10-11 whatever ran first).
+    import tensorflow as tf
+
+    tf.random.set_seed(0)
     levels = (40 * faces.labels).astype(np.uint8)
     flat = dataclasses.replace(faces, images=np.broadcast_to(levels[:, None, None, None], faces.images.shape).copy())
     ds = make_dataset(flat, 8, training=True, augment=augmentation(names, seed=0), mix=mixer(names),
