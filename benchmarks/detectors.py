@@ -57,7 +57,7 @@ def measure(detector, frames) -> dict:
     from fer_keras.detection import iou
 
     found, false, ms, ratios, offsets, total = 0, 0, [], [], [], 0
-    keypoint_sides, keypoint_along = [], []
+    keypoint_sides, keypoint_along, template = [], [], {}
     for frame, placed in frames:
         start = time.perf_counter()
         faces = detector.detect(frame)
@@ -87,13 +87,18 @@ def measure(detector, frames) -> dict:
                         centre = np.array([truth[0] + (truth[2] - 1) / 2, truth[1] + (truth[3] - 1) / 2])
                         keypoint_sides.append(truth[2] / length)
                         keypoint_along.append(float((centre - eyes) @ down) / length ** 2)
+                # every keypoint in the pasted FER crop's own coordinates (0..1 across and down)
+                for name, (kx, ky) in marks.items():
+                    template.setdefault(name, []).append(((kx - truth[0]) / truth[2], (ky - truth[1]) / truth[3]))
         false += len(boxes) - len(used)
     off = np.median(np.array(offsets), axis=0) if offsets else (np.nan, np.nan)
     return {"recall": found / max(total, 1), "false_per_frame": false / max(len(frames), 1),
             "ms_per_frame": float(np.median(ms)), "side_ratio": float(np.median(ratios)) if ratios else np.nan,
             "centre_dx": float(off[0]), "centre_dy": float(off[1]), "faces": total, "frames": len(frames),
             "keypoint_side": float(np.median(keypoint_sides)) if keypoint_sides else np.nan,
-            "keypoint_along": float(np.median(keypoint_along)) if keypoint_along else np.nan}
+            "keypoint_along": float(np.median(keypoint_along)) if keypoint_along else np.nan,
+            "keypoint_template": {k: [round(float(v), 3) for v in np.median(np.array(p), axis=0)]
+                                  for k, p in sorted(template.items())}}
 
 
 PHOTOGRAPHS = ("coffee", "chelsea", "rocket", "moon", "coins", "hubble_deep_field", "immunohistochemistry", "text")
@@ -185,6 +190,7 @@ def main(argv=None) -> int:
     detectors = {name: make(name) for name in args.detectors.split(",")}
     print(f"{'detector':<22}{'background':<15}{'size':>6}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}{'side':>7}"
           f"{'dx':>7}{'dy':>7}{'kp side':>8}{'kp along':>9}")
+    templates = []
     for background in backgrounds:
         for size in sizes:
             frames = scene_frames(chosen, size, args.seed, background)
@@ -193,6 +199,11 @@ def main(argv=None) -> int:
                 print(f"{name:<22}{background:<15}{size:>6}{r['recall']:8.3f}{r['false_per_frame']:9.2f}"
                       f"{r['ms_per_frame']:9.1f}{r['side_ratio']:7.2f}{r['centre_dx']:7.2f}{r['centre_dy']:7.2f}"
                       f"{r['keypoint_side']:8.2f}{r['keypoint_along']:9.2f}", flush=True)
+                templates.append((f"{name} {background} {size}", r["keypoint_template"]))
+    if any(t for _, t in templates):
+        print("\nmedian keypoints in the FER crop's own coordinates (x, y from its top-left, in sides):")
+        for label, template in templates:
+            print(f"  {label}: " + ", ".join(f"{k} ({x:.3f}, {y:.3f})" for k, (x, y) in template.items()))
     if args.empty_frames:
         kinds = empty_frames(args.empty_frames, args.seed)
         print(f"\nface-free frames: {sum(map(len, kinds.values()))} ({args.empty_frames} of each texture kind, "

@@ -37,9 +37,11 @@ from fer_keras.detection import (
     Face,
     crop_face,
     crop_region,
+    keypoints_in_crop,
     make_detector,
 )
 from fer_keras.explain.overlay import annotate_face
+from fer_keras.explain.regions import face_regions, region_shares
 
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")
 _END = object()
@@ -52,6 +54,7 @@ class FaceResult:
     probabilities: np.ndarray
     smoothed: np.ndarray
     explained: bool = False
+    regions: dict | None = None
 
 
 @dataclass
@@ -69,6 +72,8 @@ class FrameResult:
                 "probabilities": {c: round(float(p), 5) for c, p in zip(classes, f.probabilities)},
                 "smoothed": {c: round(float(p), 5) for c, p in zip(classes, f.smoothed)},
                 "heatmap_refreshed": f.explained,
+                **({"heatmap_regions": {k: round(v, 4) for k, v in f.regions.items()}}
+                   if f.explained and f.regions is not None else {}),
             } for f in self.faces],
         }
 
@@ -109,6 +114,7 @@ class VideoAnalyzer:
         self.times: dict[str, float] = defaultdict(float)
         self.classes = client.classes
         self.cuts: list[int] = []
+        self.regions: dict[str, list[dict]] = {}  # emotion -> region shares of each heatmap drawn for it
         self._last_detection = -10**9
         self._last_cut = 0  # the first shot starts at frame 0
 
@@ -189,7 +195,11 @@ class VideoAnalyzer:
                 row += 1
                 smoothed = track.smooth(p, self.config.smoothing).copy()
                 track.history.append((index, smoothed))
-                result.faces.append(FaceResult(track.track_id, face, p, smoothed, track.heatmap_frame == index))
+                result.faces.append(FaceResult(track.track_id, face, p, smoothed, track.heatmap_frame == index,
+                                               track.heatmap_regions))
+                if track.heatmap_frame == index and track.heatmap_regions is not None:
+                    # the heatmap explains this crop's own predicted class
+                    self.regions.setdefault(self.classes[int(p.argmax())], []).append(track.heatmap_regions)
                 annotate_face(canvas, face.box, smoothed, self.classes, heatmap=track.heatmap, landmarks=face.landmarks,
                               label=f"#{track.track_id}", alpha=self.config.alpha,
                               avoid=[b for b in others if b is not face.box])
@@ -201,20 +211,24 @@ class VideoAnalyzer:
         """Explains each track whose heatmap is older than ``explain_every`` frames, on its latest crop here."""
         if self.explainer is None:
             return
-        latest: dict[int, tuple[Track, int, int]] = {}
+        latest: dict[int, tuple[Track, int, int, Face]] = {}
         row = 0
         for (index, _), faces in zip(chunk.frames, chunk.faces):
-            for track, _ in faces:
-                latest[track.track_id] = (track, index, row)
+            for track, face in faces:
+                latest[track.track_id] = (track, index, row, face)
                 row += 1
-        stale = [(t, i, r) for t, i, r in latest.values() if i - t.heatmap_frame >= self.config.explain_every]
+        stale = [entry for entry in latest.values() if entry[1] - entry[0].heatmap_frame >= self.config.explain_every]
         if not stale:
             return
         start = time.perf_counter()
-        maps = self.explainer(chunk.crops[[r for _, _, r in stale]])
-        self.times["explain"] += time.perf_counter() - start
-        for (track, index, _), heatmap in zip(stale, maps):
+        maps = self.explainer(chunk.crops[[r for _, _, r, _ in stale]])
+        size = self.client.face_size
+        for (track, index, _, face), heatmap in zip(stale, maps):
             track.heatmap, track.heatmap_frame = heatmap, index
+            # where the map's mass lies on this face: eyes / nose / mouth from its keypoints in the crop
+            masks, _ = face_regions(keypoints_in_crop(face, size, self.config.margin, self.config.align), size)
+            track.heatmap_regions = region_shares(heatmap, masks)
+        self.times["explain"] += time.perf_counter() - start
 
     # -- the run ---------------------------------------------------------------------
     def run(self, source: FrameSource, *, video_out: str | Path | None = None, jsonl: str | Path | None = None,
@@ -332,6 +346,11 @@ class VideoAnalyzer:
             "frames_expected": source.count, "unreadable_frames": list(source.skipped),
             "classes": list(self.classes), "cuts": list(self.cuts),
             "tracks": tracks,
+            "explanation_regions": {
+                "method": self.config.explain if self.explainer is not None else None,
+                "per_emotion": {emotion: {"maps": len(rows), **{k: round(float(np.mean([r[k] for r in rows])), 4)
+                                                                for k in rows[0]}}
+                                for emotion, rows in sorted(self.regions.items())}},
             "config": self.config.__dict__,
         }
 

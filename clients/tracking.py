@@ -58,6 +58,7 @@ class Track:
     probabilities: np.ndarray | None = None   # smoothed
     heatmap: np.ndarray | None = None
     heatmap_frame: int = -10**9
+    heatmap_regions: dict | None = None
     appearance: np.ndarray | None = None  # signature of the last matched detection
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, smoothed probabilities)
 

@@ -495,6 +495,30 @@ def keypoint_square(face: Face) -> tuple[float, float, float, float] | None:
     return float(cx), float(cy), factor * length, float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
 
 
+def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> np.ndarray:
+    """The 2x3 affine matrix :func:`crop_face` warps the image with (image pixels -> crop pixels), so
+    that points of the image (a face's keypoints) can be followed into the crop."""
+    cx, cy, side = crop_square(face.box, margin)
+    angle = 0.0
+    aligned = keypoint_square(face) if align else None
+    if aligned is not None:
+        cx, cy, side, angle = aligned
+        side *= 1 + 2 * margin
+    elif align and "left_eye" in face.landmarks and "right_eye" in face.landmarks:
+        (lx, ly), (rx, ry) = face.landmarks["left_eye"], face.landmarks["right_eye"]
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+    # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
+    m[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)
+    return m
+
+
+def keypoints_in_crop(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> dict:
+    """``face``'s keypoints in the pixels of the crop :func:`crop_face` cuts with the same arguments."""
+    m = crop_transform(face, size, margin, align)
+    return {name: tuple(float(v) for v in m @ np.array([x, y, 1.0])) for name, (x, y) in face.landmarks.items()}
+
+
 def crop_face(image: np.ndarray, face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> np.ndarray:
     """Cuts ``face`` out of an RGB ``image`` as a square ``[size, size, 1]`` grayscale uint8 crop.
 
@@ -509,18 +533,8 @@ def crop_face(image: np.ndarray, face: Face, size: int, margin: float = FER_MARG
             there are eye landmarks) within the box's square.
     """
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    cx, cy, side = crop_square(face.box, margin)
-    angle = 0.0
-    aligned = keypoint_square(face) if align else None
-    if aligned is not None:
-        cx, cy, side, angle = aligned
-        side *= 1 + 2 * margin
-    elif align and "left_eye" in face.landmarks and "right_eye" in face.landmarks:
-        (lx, ly), (rx, ry) = face.landmarks["left_eye"], face.landmarks["right_eye"]
-        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
-    # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
-    m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
-    m[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)
+    m = crop_transform(face, size, margin, align)
+    side = size / float(np.hypot(m[0, 0], m[0, 1]))
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop[..., None]

@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
-    p.add_argument("--layer", default="last_conv", help="target layer of the CAM methods. Default: %(default)s")
+    p.add_argument("--layer", default=None,
+                   help="target layer of the CAM methods. Default: the activation after last_conv (block5_relu on "
+                        "GiMeFive); last_conv: the raw fifth convolution before batch norm and ReLU, as the paper "
+                        "hooks it (blank Grad-CAM maps on many faces)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--detect", action="store_true", help="find faces first (for full photos), see --detector")
     p.add_argument("--detector", choices=[d for d in DETECTORS if d != "none"], default="blazeface",
@@ -55,8 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--class-means", action="store_true", help="per-class mean heatmap figure over a labelled split")
     modes.add_argument("--faithfulness", action="store_true",
                        help="deletion/insertion areas per method and class against a random-map baseline")
+    modes.add_argument("--sanity", action="store_true",
+                       help="cascading randomisation (Adebayo et al. 2018): the rank correlation of each method's "
+                            "maps with the trained model's as the layers are randomised from the top, with a "
+                            "pass/fail verdict per method")
+    modes.add_argument("--quantus", type=int, default=0, metavar="N",
+                       help="with --faithfulness: cross-check the deletion figures on the first N faces with "
+                            "Quantus's PixelFlipping (Quantus installed by hand, see fer_keras/explain/crosscheck.py)")
     modes.add_argument("--methods", default=",".join(METHOD_NAMES),
-                       help="methods compared by --faithfulness. Default: %(default)s")
+                       help="methods compared by --faithfulness and --sanity. Default: %(default)s")
     modes.add_argument("--split", default="test", choices=("train", "val", "test"), help="Default: %(default)s")
     modes.add_argument(
         "--limit", type=int, default=600, help="faces used from the split (stratified). Default: %(default)s"
@@ -84,17 +94,18 @@ def image_files(inputs: list[str]) -> list[Path]:
 def explain_images(args, model, taxonomy) -> int:
     import numpy as np
 
-    from fer_keras.detection import WholeImage, crop_face, make_detector, read_rgb
+    from fer_keras.detection import WholeImage, crop_face, keypoints_in_crop, make_detector, read_rgb
     from fer_keras.explain.cams import explain
     from fer_keras.explain.figures import face_grid
     from fer_keras.explain.overlay import annotate_face
+    from fer_keras.explain.regions import face_regions, region_shares
 
     detector = make_detector(args.detector) if args.detect else WholeImage()
     min_score = args.min_score if args.min_score is not None else getattr(detector, "confirm_score", 0.0)
     size = model.input_shape[1]
     target = None if args.target is None else taxonomy.classes.index(args.target)
     out = Path(args.out)
-    written, failed = 0, []
+    written, failed, blank = 0, [], {}
     for path in image_files(args.images):
         try:
             rgb = read_rgb(str(path))
@@ -112,9 +123,11 @@ def explain_images(args, model, taxonomy) -> int:
             weak = f" ({len(found)} candidate(s) scored below {min_score:.2f}, see --min-score)" if found else ""
             print(f"no face found in {path}{weak}", file=sys.stderr)
             continue
-        crops = np.stack([crop_face(rgb, f, size, margin=args.margin if args.detect else 0.0,
-                                    align=args.detect and args.align) for f in faces])
+        margin, align = (args.margin, args.align) if args.detect else (0.0, False)
+        crops = np.stack([crop_face(rgb, f, size, margin=margin, align=align) for f in faces])
         result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
+        regions = [face_regions(keypoints_in_crop(f, size, margin, align) if args.detect else None, size)
+                   for f in faces]
         canvas = rgb.copy()
         for i, face in enumerate(faces):
             label = (f"#{i} " if len(faces) > 1 else "") + (f"face {face.score:.2f}" if args.detect else "")
@@ -127,12 +140,24 @@ def explain_images(args, model, taxonomy) -> int:
         import cv2
 
         cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-        (out / f"{path.stem}_faces.json").write_text(json.dumps([
-            {**face.to_json(), "emotion": taxonomy.classes[int(result.probabilities[i].argmax())],
-             "probabilities": {c: round(float(p), 5) for c, p in zip(taxonomy.classes, result.probabilities[i])}}
-            for i, face in enumerate(faces)], indent=1))
+        records = []
+        for i, face in enumerate(faces):
+            emotion = taxonomy.classes[int(result.probabilities[i].argmax())]
+            is_blank = bool(np.ptp(result.maps[i]) <= 1e-12)
+            blank.setdefault(taxonomy.classes[int(result.class_ids[i])], []).append(is_blank)
+            records.append({
+                **face.to_json(), "emotion": emotion,
+                "probabilities": {c: round(float(p), 5) for c, p in zip(taxonomy.classes, result.probabilities[i])},
+                "explanation": {"method": args.method, "class": taxonomy.classes[int(result.class_ids[i])],
+                                "blank_map": is_blank, "regions_from": regions[i][1],
+                                "regions": {k: round(v, 4) for k, v in region_shares(result.maps[i],
+                                                                                     regions[i][0]).items()}}})
+        (out / f"{path.stem}_faces.json").write_text(json.dumps(records, indent=1))
         written += 1
-    print(f"explained {written} image(s) into {out}; {len(failed)} unreadable or too small")
+    maps = sum(map(len, blank.values()))
+    print(f"explained {written} image(s) into {out}; {len(failed)} unreadable or too small; "
+          f"{args.method} maps blank (constant): {sum(map(sum, blank.values()))} of {maps}"
+          + (" (" + ", ".join(f"{c} {sum(v)}/{len(v)}" for c, v in sorted(blank.items())) + ")" if maps else ""))
     if not written:
         print("error: nothing was explained", file=sys.stderr)
         return 1
@@ -159,7 +184,8 @@ def dataset_modes(args, model, taxonomy) -> int:
     from fer_keras.data.sources import load_data
     from fer_keras.explain.cams import explain
     from fer_keras.explain.faithfulness import faithfulness_report, report_table
-    from fer_keras.explain.figures import class_mean_heatmaps
+    from fer_keras.explain.figures import class_mean_heatmaps, faithfulness_by_class
+    from fer_keras.explain.regions import region_table, table_markdown
 
     data = load_data(data_config(args, args.seed, classes=taxonomy.name))
     if args.split not in data.splits:
@@ -170,24 +196,93 @@ def dataset_modes(args, model, taxonomy) -> int:
         result = explain(model, faces.images, args.method, layer=args.layer)
         counts = class_mean_heatmaps(faces.images, result.maps, faces.labels, taxonomy.classes,
                                      out / f"class_means_{args.method}.png", args.method)
-        print(f"wrote {out / f'class_means_{args.method}.png'} ({counts})")
+        table = region_table(result.maps, faces.labels, taxonomy.classes, faces.images.shape[1])
+        (out / f"regions_{args.method}.json").write_text(json.dumps({"method": args.method, **table}, indent=1))
+        print(f"wrote {out / f'class_means_{args.method}.png'} ({counts}) and {out / f'regions_{args.method}.json'}")
+        print(f"share of the {args.method} map's mass per region (mean over each true class's faces):")
+        print(table_markdown(table))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHOD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    if args.sanity:
+        from fer_keras.explain.sanity import PASS_BELOW, cascading_randomisation, verdicts
+
+        report = cascading_randomisation(
+            model, faces.images, methods, lambda m, method, x, ids: explain(m, x, method, class_ids=ids,
+                                                                            layer=args.layer).maps, seed=args.seed)
+        report.update(verdict=verdicts(report, "last_conv"), pass_below=PASS_BELOW, model=str(args.model),
+                      split=args.split)
+        (out / "sanity.json").write_text(json.dumps(report, indent=1))
+        plot_sanity(report, out / "sanity.png")
+        print("mean rank correlation with the trained model's maps, layers randomised cumulatively from the top:")
+        print("| layer randomised | " + " | ".join(methods) + " |\n|---|" + "---|" * len(methods))
+        for i, layer in enumerate(report["layers"]):
+            print(f"| {layer} | " + " | ".join(f"{report['methods'][m][i]:.2f}" for m in methods) + " |")
+        print("verdict (below " + f"{PASS_BELOW} from last_conv down): "
+              + ", ".join(f"{m} {'passes' if ok else 'FAILS'}" for m, ok in report["verdict"].items()))
     if args.faithfulness:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = set(methods) - set(METHOD_NAMES)
-        if unknown:
-            raise ValueError(f"unknown methods {sorted(unknown)}")
 
         def predict(x):
             return np.asarray(model.predict(x, batch_size=256, verbose=0)["probabilities"])
 
+        maps_of: dict = {}
         report = faithfulness_report(
             predict, lambda m, x, ids: explain(model, x, m, class_ids=ids, layer=args.layer).maps,
-            faces.images, faces.labels, taxonomy.classes, methods, steps=args.steps, seed=args.seed)
+            faces.images, faces.labels, taxonomy.classes, methods, steps=args.steps, seed=args.seed,
+            maps_out=maps_of)
         report.update(model=str(args.model), data=list(args.data), split=args.split)
         (out / "faithfulness.json").write_text(json.dumps(report, indent=1))
         plot_curves(report, out / "faithfulness.png")
+        faithfulness_by_class(faces.images, {m: maps_of[m] for m in methods}, faces.labels, taxonomy.classes, report,
+                              out / "faithfulness_by_class.png")
+        if args.quantus:
+            quantus_check(args, model, faces, maps_of, report, out)
         print(report_table(report))
     return 0
+
+
+def quantus_check(args, model, faces, maps_of: dict, report: dict, out: Path) -> None:
+    """--quantus: the first faces' deletion by Quantus beside ours (same faces, maps and classes)."""
+    import numpy as np
+
+    from fer_keras.explain.crosscheck import compare_with_quantus, quantus_available
+
+    if not quantus_available():
+        raise ValueError("--quantus needs Quantus, which is not installed (see fer_keras/explain/crosscheck.py for "
+                         "why it is not a dependency and how to install it)")
+    n = min(args.quantus, len(faces.images))
+    x = faces.images[:n].astype(np.float32)
+
+    def predict(batch):
+        return np.asarray(model.predict(batch, batch_size=256, verbose=0)["probabilities"])
+
+    result = compare_with_quantus(model, predict, x, {m: maps[:n] for m, maps in maps_of.items()},
+                                  predict(x).argmax(1), args.steps, args.seed)
+    (out / "quantus.json").write_text(json.dumps({"faces": n, "methods": result}, indent=1))
+    print(f"deletion over the {args.steps} perturbed steps on the first {n} faces, ours vs Quantus PixelFlipping:")
+    print("| maps | ours | Quantus | largest difference at one step |\n|---|---|---|---|")
+    for name, r in result.items():
+        print(f"| {name} | {r['ours']:.3f} | {r['quantus']:.3f} | {r['largest_step_difference']:.3f} |")
+
+
+def plot_sanity(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, values in report["methods"].items():
+        ax.plot(range(len(values)), values, "o-", label=f"{name} ({'passes' if report['verdict'][name] else 'fails'})")
+    ax.axhline(report["pass_below"], color="grey", ls=":")
+    ax.set_xticks(range(len(report["layers"])), report["layers"], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("rank correlation with the trained maps")
+    ax.set_title(f"cascading randomisation, {report['n']} faces (layers randomised from the top, cumulatively)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_curves(report: dict, path: Path) -> None:
@@ -215,8 +310,8 @@ def plot_curves(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.images or args.class_means or args.faithfulness):
-        parser.error("name images to explain, or --class-means / --faithfulness with --data")
+    if not (args.images or args.class_means or args.faithfulness or args.sanity):
+        parser.error("name images to explain, or --class-means / --faithfulness / --sanity with --data")
     from fer_keras import pretrained
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
 
@@ -230,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--target {args.target!r} is not one of {', '.join(taxonomy.classes)}")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         code = explain_images(args, model, taxonomy) if args.images else 0
-        if args.class_means or args.faithfulness:
+        if args.class_means or args.faithfulness or args.sanity:
             code = dataset_modes(args, model, taxonomy) or code
     except (ModelLoadError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -18,10 +18,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.explain.methods import CAM_METHODS, METHODS, SERVED_METHODS, cam_method
+from fer_keras.explain.methods import (
+    CAM_METHODS,
+    FUSED_FINEST,
+    METHODS,
+    SERVED_METHODS,
+    minmax_maps,
+    cam_method,
+    fuse_maps,
+)
 
-__all__ = ["CAM_METHODS", "METHODS", "SERVED_METHODS", "Explanation", "cam_method", "cam_tape", "explain",
-           "gradcam_model", "normalize_maps", "resize_map"]
+__all__ = ["CAM_METHODS", "METHODS", "RAW_CONV", "SERVED_METHODS", "Explanation", "activation_layer", "cam_method",
+           "cam_tape", "explain", "gradcam_model", "normalize_maps", "resize_map", "stage_layers"]
+
+# The paper's Grad-CAM layer: the fifth convolution's raw output, before batch norm and ReLU. Its
+# gradient-weighted sum is negative everywhere on many faces, so Grad-CAM's final ReLU blanks the map
+# (73 of 600 FER2013 test faces with the earlier shipped model, 42 % of the happy ones: RESULTS.md).
+RAW_CONV = "last_conv"
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:
     """Per-map min-max to [0, 1]; constant maps become zeros."""
@@ -58,6 +71,47 @@ def _logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.get_layer("logits").output, name=f"{model.name}_logits")
 
 
+def activation_layer(model: keras.Model) -> str:
+    """The default target layer of the CAM methods: the first ReLU at or after ``last_conv`` in the
+    model's layer order, that is the activations the rest of the network reads (``block5_relu`` on
+    GiMeFive, ``pairN_relu_b`` on VGG, ``last_conv`` itself on ResNet, whose block output is a ReLU)."""
+    names = [layer.name for layer in model.layers]
+    if RAW_CONV not in names:
+        raise ValueError(f"the model has no layer {RAW_CONV!r} (every fer_keras architecture names its last "
+                         f"convolution so); name the target layer explicitly")
+    for layer in model.layers[names.index(RAW_CONV):]:
+        if _is_relu(layer):
+            return layer.name
+    raise ValueError(f"no ReLU follows {RAW_CONV!r} in {model.name}; name the target layer explicitly")
+
+
+def _is_relu(layer) -> bool:
+    return isinstance(layer, keras.layers.ReLU) or (
+        isinstance(layer, keras.layers.Activation) and getattr(layer.activation, "__name__", "") == "relu")
+
+
+def stage_layers(model: keras.Model, layer: str | None = None, finest: int = FUSED_FINEST) -> list[str]:
+    """The layers a multi-layer method reads, finest first: the last ReLU of every spatial resolution up
+    to ``finest`` pixels, ending with the target layer (``layer``, default :func:`activation_layer`);
+    ``block3_relu``, ``block4_relu``, ``block5_relu`` on GiMeFive at 64x64."""
+    target = _target_layer(model, layer)
+    names = [candidate.name for candidate in model.layers]
+    last_of_size: dict[int, str] = {}
+    for candidate in model.layers[: names.index(target)]:
+        shape = candidate.output.shape
+        if _is_relu(candidate) and len(shape) == 4 and shape[1] is not None and shape[1] <= finest:
+            last_of_size[int(shape[1])] = candidate.name
+    target_size = model.get_layer(target).output.shape[1]
+    chosen = [name for size, name in sorted(last_of_size.items(), reverse=True) if size != target_size]
+    return chosen + [target]
+
+
+def _target_layer(model: keras.Model, layer: str | None) -> str:
+    layer = activation_layer(model) if layer is None else layer
+    _check_layer(model, layer)
+    return layer
+
+
 def _check_layer(model: keras.Model, layer: str) -> None:
     try:
         model.get_layer(layer)
@@ -71,7 +125,7 @@ def explain(
     faces: np.ndarray,
     method: str = "gradcam",
     class_ids: np.ndarray | int | None = None,
-    layer: str = "last_conv",
+    layer: str | None = None,
     batch_size: int = 64,
 ) -> Explanation:
     """Explains ``model``'s decisions on ``faces`` with tf-keras-vis.
@@ -82,14 +136,15 @@ def explain(
         method: one of ``METHODS``.
         class_ids: the class to explain per face, one class for all, or None
             for each face's predicted class.
-        layer: the target layer of the CAM methods (``last_conv`` by default).
+        layer: the target layer of the CAM methods; None: :func:`activation_layer` (the activation
+            after ``last_conv``); :data:`RAW_CONV` reproduces the paper's raw-convolution hook.
         batch_size: faces per gradient pass.
     """
     entry = cam_method(method)
     faces = np.asarray(faces)
     if faces.ndim != 4:
         raise ValueError(f"faces must be [N, H, W, C], got shape {faces.shape}")
-    _check_layer(model, layer)
+    layer = _target_layer(model, layer)
     x_all = faces.astype(np.float32)
     probabilities = (
         np.asarray(model.predict(x_all, batch_size=max(batch_size, 1), verbose=0)["probabilities"])
@@ -107,6 +162,7 @@ def explain(
         module, _, cls = entry.visualizer.partition(":")
         maker = getattr(importlib.import_module(module), cls)
 
+    stages = stage_layers(model, layer) if entry.stages else []
     logits = _logits_model(model)
     visualizer = maker(logits, clone=False)
     maps = []
@@ -122,6 +178,10 @@ def explain(
                 score = CategoricalScore(targets[start:start + step].tolist())
                 if entry.on_input:
                     m = visualizer(score, x, normalize_map=False)
+                elif entry.stages:
+                    m = fuse_maps([visualizer(score, x, penultimate_layer=name, seek_penultimate_conv_layer=False,
+                                              expand_cam=False, normalize_cam=False, **dict(entry.options))
+                                   for name in stages], model.get_layer(stages[0]).output.shape[1:3]).numpy()
                 else:
                     kwargs = dict(entry.options)
                     m = visualizer(score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
@@ -134,19 +194,21 @@ def explain(
     return Explanation(method, normalize_maps(native), targets, probabilities)
 
 
-def gradcam_model(model: keras.Model, layer: str = "last_conv") -> keras.Model:
-    """A model with outputs (target-layer activations, logits, probabilities), for :func:`cam_tape`."""
-    _check_layer(model, layer)
+def gradcam_model(model: keras.Model, layer: str | None = None) -> keras.Model:
+    """A model with outputs (target-layer activations, logits, probabilities, then the activations of
+    :func:`stage_layers`, finest first), for :func:`cam_tape`; ``layer`` as in :func:`explain`."""
+    layer = _target_layer(model, layer)
+    stages = [model.get_layer(name).output for name in stage_layers(model, layer)]
     return keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output,
-                                      model.get_layer("probabilities").output])
+                                      model.get_layer("probabilities").output, *stages])
 
 
-def cam_tape(three_outputs: keras.Model, faces, method: str = "gradcam", class_ids=None):
+def cam_tape(explainer: keras.Model, faces, method: str = "gradcam", class_ids=None):
     """A served method of the registry with a plain GradientTape, in TensorFlow ops (usable inside a
     SavedModel signature).
 
     Args:
-        three_outputs: the model from :func:`gradcam_model`.
+        explainer: the model from :func:`gradcam_model`.
         faces: ``[N, H, W, C]`` float tensor.
         method: a name in :data:`SERVED_METHODS`.
         class_ids: int ``[N]`` classes to explain, or None for the predicted ones.
@@ -159,13 +221,13 @@ def cam_tape(three_outputs: keras.Model, faces, method: str = "gradcam", class_i
         raise ValueError(f"{method} has no served form; served methods: {', '.join(SERVED_METHODS)}")
     with tf.GradientTape() as tape:
         tape.watch(faces)
-        activations, logits, probabilities = three_outputs(faces, training=False)
+        activations, logits, probabilities, *stages = explainer(faces, training=False)
         if class_ids is None:
             class_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
         score = tf.gather(logits, class_ids, batch_dims=1)
-    target = faces if entry.on_input else activations
-    cam = entry.served(target, tape.gradient(score, target))
-    lo = tf.reduce_min(cam, axis=(1, 2), keepdims=True)
-    span = tf.reduce_max(cam, axis=(1, 2), keepdims=True) - lo
-    cam = tf.where(span > 1e-12, (cam - lo) / tf.maximum(span, 1e-12), tf.zeros_like(cam))
-    return cam, probabilities, class_ids
+    if entry.stages:
+        cam = entry.served(list(zip(stages, tape.gradient(score, stages))))
+    else:
+        target = faces if entry.on_input else activations
+        cam = entry.served(target, tape.gradient(score, target))
+    return minmax_maps(cam), probabilities, class_ids

@@ -91,8 +91,9 @@ def faithfulness_report(
     methods: Sequence[str],
     steps: int = 16,
     seed: int = 0,
+    maps_out: dict | None = None,
 ) -> dict:
-    """Deletion / insertion areas per method and per true class, with the random baseline.
+    """Deletion / insertion areas per method and per true class, with the random baselines.
 
     Args:
         predict: ``faces -> probabilities``.
@@ -101,6 +102,7 @@ def faithfulness_report(
         classes: class names.
         methods: explanation methods to compare (the random baseline is added).
         steps, seed: see :func:`perturbation_curves`.
+        maps_out: a dict that receives each method's maps and the random baselines' (for figures and checks).
 
     Returns:
         ``{"methods": {name: {"deletion", "insertion", "per_class": {...}, "deletion_curve", "insertion_curve"}}, ...}``
@@ -110,29 +112,61 @@ def faithfulness_report(
     rng = np.random.default_rng(seed)
     report = {"n": int(len(faces)), "steps": steps, "target": "predicted class", "methods": {}}
     maps_of = {method: explain_fn(method, faces, targets) for method in methods}
-    shapes = sorted({m.shape[1:] for m in maps_of.values()} or {faces.shape[1:3]})
+    # random pixels, random 4x4 blocks and random maps at every method's own resolution
+    shapes = sorted({m.shape[1:] for m in maps_of.values()} | {tuple(faces.shape[1:3]), (4, 4)})
     for shape in shapes:
         maps_of[random_name(shape)] = rng.random((len(faces), *shape))
+    if maps_out is not None:
+        maps_out.update(maps_of)
     for method, maps in maps_of.items():
         d, ins = perturbation_curves(predict, faces, maps, targets, steps, seed)
         d_auc, i_auc = area_under(d), area_under(ins)
+        flat = maps.reshape(len(maps), -1)
+        blank = flat.max(1) - flat.min(1) <= 1e-12
         per_class = {}
         for c, name in enumerate(classes):
             mask = labels == c
             if mask.any():
                 per_class[name] = {"n": int(mask.sum()), "deletion": float(d_auc[mask].mean()),
-                                   "insertion": float(i_auc[mask].mean())}
+                                   "insertion": float(i_auc[mask].mean()), "blank_maps": int(blank[mask].sum()),
+                                   "deletion_curve": d[mask].mean(0).tolist(),
+                                   "insertion_curve": ins[mask].mean(0).tolist()}
         report["methods"][method] = {
             "deletion": float(d_auc.mean()), "insertion": float(i_auc.mean()), "per_class": per_class,
-            "map_shape": list(maps.shape[1:]),
+            "map_shape": list(maps.shape[1:]), "blank_maps": int(blank.sum()),
             "deletion_curve": d.mean(0).tolist(), "insertion_curve": ins.mean(0).tolist(),
         }
+    for method in methods:
+        report["methods"][method]["beats_random_in"] = beats_random(report, method)
     return report
+
+
+def beats_random(report: dict, method: str) -> list[str]:
+    """The classes in which ``method`` is below every random baseline's deletion area *and* above every
+    random baseline's insertion area ("all" first when it does so over all faces as well)."""
+    baselines = [r for name, r in report["methods"].items() if name.startswith(RANDOM)]
+    ours = report["methods"][method]
+
+    def wins(mine, theirs):
+        return all(mine["deletion"] < t["deletion"] and mine["insertion"] > t["insertion"] for t in theirs)
+
+    won = ["all"] if wins(ours, baselines) else []
+    return won + [c for c, row in ours["per_class"].items()
+                  if wins(row, [b["per_class"][c] for b in baselines if c in b["per_class"]])]
 
 
 def report_table(report: dict) -> str:
     """A Markdown table of the areas per method (deletion: lower is better; insertion: higher)."""
-    lines = ["| method | deletion AUC (lower is better) | insertion AUC (higher is better) |", "|---|---|---|"]
+    classes = list(next(iter(report["methods"].values()))["per_class"])
+    lines = ["| method | deletion AUC (lower is better) | insertion AUC (higher is better) | blank maps "
+             "| beats every random baseline in |", "|---|---|---|---|---|"]
     for name, r in report["methods"].items():
-        lines.append(f"| {name} | {r['deletion']:.3f} | {r['insertion']:.3f} |")
+        if name.startswith(RANDOM):
+            lines.append(f"| {name} | {r['deletion']:.3f} | {r['insertion']:.3f} | - | - |")
+            continue
+        won = [c for c in r["beats_random_in"] if c != "all"]
+        verdict = ("every class" if len(won) == len(classes) else
+                   f"{len(won)} of {len(classes)} classes" + (f" ({', '.join(won)})" if won else ""))
+        lines.append(f"| {name} | {r['deletion']:.3f} | {r['insertion']:.3f} | {r['blank_maps']} of {report['n']} | "
+                     f"{verdict}{'' if 'all' in r['beats_random_in'] else ', not over all faces'} |")
     return "\n".join(lines)

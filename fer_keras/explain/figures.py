@@ -64,3 +64,44 @@ def class_mean_heatmaps(faces: np.ndarray, maps: np.ndarray, labels: np.ndarray,
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return counts
+
+
+def faithfulness_by_class(faces: np.ndarray, maps_of: dict[str, np.ndarray], labels: np.ndarray,
+                          classes: Sequence[str], report: dict, path: Path) -> None:
+    """One row per class: the mean face under each method's mean map, then that class's deletion and
+    insertion curves (every method and the random baselines)."""
+    size = faces.shape[1]
+    methods = list(maps_of)
+    cols = len(methods) + 2
+    fig, axes = plt.subplots(len(classes), cols, figsize=(2.0 * cols + 2, 2.1 * len(classes)), squeeze=False)
+    x = np.linspace(0, 1, report["steps"] + 1)
+    for row, name in enumerate(classes):
+        mask = labels == row
+        for ax in axes[row, :len(methods)]:
+            ax.axis("off")
+        if not mask.any():
+            continue
+        mean_face = faces[mask].astype(np.float32).mean(0)[..., 0]
+        for col, method in enumerate(methods):
+            up = np.stack([resize_map(m, size, size) for m in maps_of[method][mask]])
+            axes[row, col].imshow(mean_face, cmap="gray")
+            axes[row, col].imshow(up.mean(0), cmap="jet", alpha=0.5)
+            if row == 0:
+                axes[row, col].set_title(method, fontsize=8)
+        axes[row, 0].text(-0.1, 0.5, f"{name}\n(n={mask.sum()})", transform=axes[row, 0].transAxes, ha="right",
+                          va="center", fontsize=8)
+        for col, curve in ((len(methods), "deletion"), (len(methods) + 1, "insertion")):
+            ax = axes[row, col]
+            for method, r in report["methods"].items():
+                per = r["per_class"].get(name)
+                if per:
+                    ax.plot(x, per[f"{curve}_curve"], ":" if method.startswith("random") else "-", lw=1,
+                            label=f"{method} {per[curve]:.2f}")
+            ax.set_ylim(0, 1)
+            ax.tick_params(labelsize=6)
+            ax.legend(fontsize=5)
+            if row == 0:
+                ax.set_title(f"{curve} (area)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 # Score-CAM masks the input with each target channel: 1024 forward passes per face on
 # GiMeFive. Faster-Score-CAM keeps the channels with the most varied activations.
 SCORECAM_CHANNELS = 64
+# The fused LayerCAM reads every stage from this resolution down (16x16, 8x8 and 4x4 on GiMeFive at 64x64):
+# chosen by deletion / insertion on 600 FER2013 test faces (RESULTS.md, "Faithfulness at face resolution").
+FUSED_FINEST = 16
 
 
 # ----------------------------------------------------------------------------- served forms (TensorFlow ops)
@@ -64,6 +67,29 @@ def _layercam(activations, grads):
     return tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
 
 
+def minmax_maps(maps):
+    """Per-map min-max to [0, 1] in TensorFlow ops; a constant map becomes zeros."""
+    tf = _tf()
+    lo = tf.reduce_min(maps, axis=(1, 2), keepdims=True)
+    span = tf.reduce_max(maps, axis=(1, 2), keepdims=True) - lo
+    return tf.where(span > 1e-12, (maps - lo) / tf.maximum(span, 1e-12), tf.zeros_like(maps))
+
+
+def fuse_maps(maps, size):
+    """The multi-layer fusion: each layer's map min-max normalised per face, resized bilinearly to
+    ``size`` (h, w) and averaged over the layers. ``maps``: ``[N, h_i, w_i]`` arrays or tensors."""
+    tf = _tf()
+    resized = [tf.image.resize(minmax_maps(tf.convert_to_tensor(m, tf.float32))[..., None], size, "bilinear")[..., 0]
+               for m in maps]
+    return tf.add_n(resized) / len(resized)
+
+
+def _layercam_fused(stages):
+    """LayerCAM at every stage (``[(activations, gradients), ...]``, finest first), fused by :func:`fuse_maps`
+    at the finest stage's resolution."""
+    return fuse_maps([_layercam(a, g) for a, g in stages], stages[0][0].shape[1:3])
+
+
 def _saliency(faces, grads):
     """Vanilla saliency: the largest absolute input gradient over the channels of each pixel."""
     tf = _tf()
@@ -81,6 +107,10 @@ class CamMethod:
             for a method a SavedModel does not serve (Score-CAM: a forward pass per channel).
         signature: the SavedModel signature serving it.
         on_input: the map is over the input pixels (gradients of the face), not the target layer.
+        stages: the method reads the last activation of every resolution stage from
+            :data:`FUSED_FINEST` pixels down to the target layer (``fer_keras.explain.cams.stage_layers``):
+            ``served`` takes a list of (activations, gradients), finest first, and :func:`explain` runs
+            the tf-keras-vis class once per stage and fuses with :func:`fuse_maps`.
         per_face: :func:`explain` gives tf-keras-vis one face at a time (Faster-Score-CAM picks its
             channels over the whole batch it is given: one face keeps each map independent of its batch).
         options: further keyword arguments of the tf-keras-vis call.
@@ -91,6 +121,7 @@ class CamMethod:
     served: Callable | None = None
     signature: str = ""
     on_input: bool = False
+    stages: bool = False
     per_face: bool = False
     options: tuple[tuple[str, object], ...] = ()
 
@@ -102,6 +133,7 @@ CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
               options=(("max_N", SCORECAM_CHANNELS), ("batch_size", 256))),
     CamMethod("layercam", "tf_keras_vis.layercam:Layercam", _layercam, "layercam"),
     CamMethod("saliency", "tf_keras_vis.saliency:Saliency", _saliency, "saliency", on_input=True),
+    CamMethod("layercam-fused", "tf_keras_vis.layercam:Layercam", _layercam_fused, "layercam_fused", stages=True),
 )}
 METHODS = tuple(CAM_METHODS)
 SERVED_METHODS = tuple(name for name, m in CAM_METHODS.items() if m.served is not None)

@@ -56,7 +56,14 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert face["crop"] == list(crop_region(tuple(face["box"])))  # the square that was classified
     assert abs(sum(face["smoothed"].values()) - 1) < 1e-3
     assert sum(f["heatmap_refreshed"] for r in records for f in r["faces"]) >= 3
+    # each refreshed heatmap says where its mass lies on the face (from the keypoints in the crop)
+    refreshed = [f for r in records for f in r["faces"] if f["heatmap_refreshed"]]
+    assert all(set(f["heatmap_regions"]) == {"eyes", "nose", "mouth", "elsewhere"} for f in refreshed)
+    assert all(abs(sum(f["heatmap_regions"].values()) - 1) < 1e-3 for f in refreshed)
+    assert all("heatmap_regions" not in f for r in records for f in r["faces"] if not f["heatmap_refreshed"])
     summary = json.loads((out / "summary.json").read_text())
+    regions = summary["explanation_regions"]
+    assert regions["method"] == "gradcam" and sum(r["maps"] for r in regions["per_emotion"].values()) == len(refreshed)
     assert summary["frames"] == 24 and summary["faces_classified"] == 24
     assert set(summary["stage_ms_per_frame"]) == {"decode", "cuts", "detect", "crop", "classify", "explain", "annotate",
                                                   "encode"}

@@ -17,11 +17,14 @@ from fer_keras.explain.__main__ import main as explain_main
 from fer_keras.explain.cams import (
     CAM_METHODS,
     METHODS,
+    RAW_CONV,
     SERVED_METHODS,
+    activation_layer,
     cam_tape,
     explain,
     gradcam_model,
     normalize_maps,
+    stage_layers,
 )
 from fer_keras.explain.faithfulness import area_under, faithfulness_report, report_table
 from fer_keras.explain.overlay import annotate_face, colorize, overlay_heatmap
@@ -69,8 +72,27 @@ def test_the_served_form_of_each_method_equals_tf_keras_vis(trained, faces, meth
     cam, probabilities, ids = cam_tape(gradcam_model(model), tf.constant(x, tf.float32), method)
     np.testing.assert_array_equal(ids.numpy(), vis.class_ids)
     np.testing.assert_allclose(cam.numpy(), vis.maps, atol=1e-4)
-    expected = x.shape[1:3] if CAM_METHODS[method].on_input else model.get_layer("last_conv").output.shape[1:3]
-    assert cam.shape[1:] == tuple(expected) and vis.maps.any()
+    entry = CAM_METHODS[method]
+    layer = x if entry.on_input else model.get_layer(stage_layers(model)[0] if entry.stages else "block5_relu").output
+    assert cam.shape[1:] == tuple(layer.shape[1:3]) and vis.maps.any()
+
+
+def test_the_cams_read_the_activation_after_the_last_convolution_unless_asked_for_the_raw_one():
+    """The default hook is the ReLU the network reads after last_conv (the raw convolution, before batch norm
+    and ReLU, blanked Grad-CAM on many real faces); the fused method reads every stage from 16x16 down."""
+    gimefive, vgg, resnet = (build_model(name, width=1 / 8) for name in ("gimefive", "vgg", "resnet18"))
+    assert activation_layer(gimefive) == "block5_relu"
+    assert stage_layers(gimefive) == ["block3_relu", "block4_relu", "block5_relu"]
+    assert activation_layer(vgg) == "pair3_relu_b" and stage_layers(vgg) == ["pair3_relu_b"]
+    assert activation_layer(resnet) == "last_conv"  # the residual block's output is itself a ReLU
+    assert stage_layers(resnet)[-1] == "last_conv" and len(stage_layers(resnet)) == 3
+    x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 1)).astype(np.float32)
+    raw = explain(gimefive, x, "gradcam", layer=RAW_CONV)
+    default = explain(gimefive, x, "gradcam")
+    assert raw.maps.shape == default.maps.shape == (3, 4, 4)
+    assert not np.allclose(raw.maps, default.maps)
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        explain(gimefive, x, "gradcam", layer="nope")
 
 
 def test_the_registry_drives_the_choices_everywhere():
@@ -232,6 +254,9 @@ def test_detect_explains_real_faces_only_and_says_when_nothing_was_explained(tmp
     err = capsys.readouterr().err
     faces = json.loads((out / "astronaut_faces.json").read_text())
     assert len(faces) == 1 and faces[0]["score"] >= 0.75 and set(faces[0]["probabilities"]) == set(SIX.classes)
+    explained = faces[0]["explanation"]
+    assert explained["method"] == "gradcam" and explained["blank_map"] is False
+    assert explained["regions_from"] == "keypoints" and sum(explained["regions"].values()) == pytest.approx(1, abs=1e-3)
     assert not (out / "noise_overlay.png").exists() and "no face found in" in err
     assert "1x1 pixels, too small" in err
     # Nothing explained at all: a non-zero exit.
