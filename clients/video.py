@@ -27,6 +27,7 @@ from pathlib import Path
 from clients.settings import EXPLAIN_CHOICES, AnalyzerConfig
 from fer_keras.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from fer_keras.detection import DETECTORS
+from fer_keras.explain.methods import SERVED_METHODS, methods_help
 
 D = AnalyzerConfig()
 
@@ -79,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "searched for faces)")
     a.add_argument("--detect-every", type=int, default=D.detect_every,
                    help="detect every k frames, track in between. Default: %(default)s")
-    a.add_argument("--explain", choices=EXPLAIN_CHOICES, default=D.explain,
-                   help="the served explanation method drawn over each face, or none. Default: %(default)s")
+    a.add_argument("--explain", choices=EXPLAIN_CHOICES, default=D.explain, metavar="METHOD",
+                   help=f"the served explanation method drawn over each face: {methods_help(SERVED_METHODS)}; "
+                        "or none. Default: %(default)s")
     a.add_argument("--explain-every", type=int, default=D.explain_every,
                    help="refresh each face's heatmap every n frames. Default: %(default)s")
     a.add_argument("--explain-model", default=None,

@@ -8,13 +8,16 @@
   and logits are the mean over each face and its mirror image (flip
   test-time augmentation, chosen on validation data by training);
 - ``gradcam``: ``face`` -> ``probabilities``, ``class_id`` and ``heatmap``
-  float32 ``[N, h, w]``: the Grad-CAM of the predicted class on the model's
-  ``last_conv`` layer, normalised per face to [0, 1], at that layer's
-  resolution (4x4 for GiMeFive at 64x64; the client resizes it to the face
-  box), so a thin client with no model file can ask for explanations;
+  float32 ``[N, h, w]``: the Grad-CAM of the predicted class on the
+  activation after the model's ``last_conv`` layer (``block5_relu`` on
+  GiMeFive), normalised per face to [0, 1], at that layer's resolution (4x4
+  for GiMeFive at 64x64; the client resizes it to the face box), so a thin
+  client with no model file can ask for explanations;
 - one such signature for every other served method of
   ``fer_keras.explain.methods`` (``gradcam_plus_plus``, ``layercam``;
-  ``saliency`` at the input's resolution), named by that registry;
+  ``saliency`` at the input's resolution; ``layercam_fused`` and
+  ``gradact_fused`` over the 16x16, 8x8 and 4x4 stages, at 16x16), named by
+  that registry;
 - ``labels``: no input -> ``class_names`` string ``[K]``, so a client can
   learn the class order from the server itself.
 

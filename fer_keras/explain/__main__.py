@@ -24,6 +24,7 @@ from fer_keras.config import DEFAULT_PRETRAINED
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.detection import DETECTORS, FER_MARGIN
 from fer_keras.explain.methods import METHODS as METHOD_NAMES
+from fer_keras.explain.methods import methods_help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRETRAINED,
         help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)",
     )
-    p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", help="explanation method. Default: %(default)s")
+    p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", metavar="METHOD",
+                   help=f"explanation method: {methods_help()}. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
     p.add_argument("--layer", default=None,
                    help="target layer of the CAM methods. Default: the activation after last_conv (block5_relu on "

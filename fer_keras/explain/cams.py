@@ -128,7 +128,8 @@ def explain(
     layer: str | None = None,
     batch_size: int = 64,
 ) -> Explanation:
-    """Explains ``model``'s decisions on ``faces`` with tf-keras-vis.
+    """Explains ``model``'s decisions on ``faces`` with tf-keras-vis (with the served form, for a method
+    tf-keras-vis does not have).
 
     Args:
         model: a fer_keras model (``logits`` and ``probabilities`` outputs).
@@ -155,6 +156,13 @@ def explain(
         targets = probabilities.argmax(1) if len(faces) else np.zeros(0, int)
     else:
         targets = np.broadcast_to(np.asarray(class_ids, int), (len(faces),)).copy()
+    if entry.visualizer is None:  # no tf-keras-vis class: the served form, batch by batch
+        explainer = gradcam_model(model, layer)
+        maps = [cam_tape(explainer, tf.constant(x_all[i:i + batch_size]), method,
+                         tf.constant(targets[i:i + batch_size], tf.int64))[0].numpy()
+                for i in range(0, len(faces), max(batch_size, 1))]
+        native = np.concatenate(maps) if maps else np.zeros((0, 1, 1), np.float32)
+        return Explanation(method, normalize_maps(native), targets, probabilities)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # tf-keras-vis imports a deprecated scipy path
         from tf_keras_vis.utils.scores import CategoricalScore
@@ -219,6 +227,8 @@ def cam_tape(explainer: keras.Model, faces, method: str = "gradcam", class_ids=N
     entry = cam_method(method)
     if entry.served is None:
         raise ValueError(f"{method} has no served form; served methods: {', '.join(SERVED_METHODS)}")
+    if entry.integrated:
+        return _integrated_tape(explainer, faces, entry, class_ids)
     with tf.GradientTape() as tape:
         tape.watch(faces)
         activations, logits, probabilities, *stages = explainer(faces, training=False)
@@ -231,3 +241,23 @@ def cam_tape(explainer: keras.Model, faces, method: str = "gradcam", class_ids=N
         target = faces if entry.on_input else activations
         cam = entry.served(target, tape.gradient(score, target))
     return minmax_maps(cam), probabilities, class_ids
+
+
+def _integrated_tape(explainer: keras.Model, faces, entry, class_ids):
+    """:func:`cam_tape` for integrated gradients: ``IG_STEPS`` gradient passes along the path from each
+    face's mean grey level to the face, the explained class fixed by the face itself."""
+    from fer_keras.explain.methods import IG_STEPS
+
+    _, logits, probabilities, *_ = explainer(faces, training=False)
+    if class_ids is None:
+        class_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
+    baseline = tf.broadcast_to(tf.reduce_mean(faces, axis=(1, 2, 3), keepdims=True), tf.shape(faces))
+    difference = faces - baseline
+    total = tf.zeros_like(faces)
+    for k in range(IG_STEPS):
+        point = baseline + ((k + 0.5) / IG_STEPS) * difference
+        with tf.GradientTape() as tape:
+            tape.watch(point)
+            score = tf.gather(explainer(point, training=False)[1], class_ids, batch_dims=1)
+        total += tape.gradient(score, point)
+    return minmax_maps(entry.served(difference, total / IG_STEPS)), probabilities, class_ids

@@ -24,6 +24,8 @@ SCORECAM_CHANNELS = 64
 # The fused LayerCAM reads every stage from this resolution down (16x16, 8x8 and 4x4 on GiMeFive at 64x64):
 # chosen by deletion / insertion on 600 FER2013 test faces (RESULTS.md, "Faithfulness at face resolution").
 FUSED_FINEST = 16
+# Integrated gradients: gradient passes per face (the midpoints of this many equal steps from the baseline).
+IG_STEPS = 16
 
 
 # ----------------------------------------------------------------------------- served forms (TensorFlow ops)
@@ -67,6 +69,14 @@ def _layercam(activations, grads):
     return tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
 
 
+def _gradact(activations, grads):
+    """Gradient x activation: each position's activations weighted by their own (signed) gradients,
+    summed over the channels, then ReLU. Unlike LayerCAM, negative gradients count against a position,
+    so the map depends on the class score and not mostly on the activations (see the sanity checks)."""
+    tf = _tf()
+    return tf.nn.relu(tf.reduce_sum(activations * grads, axis=-1))
+
+
 def minmax_maps(maps):
     """Per-map min-max to [0, 1] in TensorFlow ops; a constant map becomes zeros."""
     tf = _tf()
@@ -84,10 +94,23 @@ def fuse_maps(maps, size):
     return tf.add_n(resized) / len(resized)
 
 
+def _integrated(differences, mean_grads):
+    """Integrated gradients (Sundararajan et al. 2017) from the face's mean grey level: the face minus
+    that baseline times the gradients averaged along the straight path between them (``mean_grads``:
+    :data:`IG_STEPS` midpoints), summed over the channels, then ReLU (the pixels that speak for the class)."""
+    tf = _tf()
+    return tf.nn.relu(tf.reduce_sum(differences * mean_grads, axis=-1))
+
+
 def _layercam_fused(stages):
     """LayerCAM at every stage (``[(activations, gradients), ...]``, finest first), fused by :func:`fuse_maps`
     at the finest stage's resolution."""
     return fuse_maps([_layercam(a, g) for a, g in stages], stages[0][0].shape[1:3])
+
+
+def _gradact_fused(stages):
+    """:func:`_gradact` at every stage, fused by :func:`fuse_maps` at the finest stage's resolution."""
+    return fuse_maps([_gradact(a, g) for a, g in stages], stages[0][0].shape[1:3])
 
 
 def _saliency(faces, grads):
@@ -102,11 +125,15 @@ class CamMethod:
 
     Attributes:
         name: the name users give (``--method``, ``EmotionClient.explain(method=...)``).
-        visualizer: the tf-keras-vis class, ``"module:Class"``, that :func:`explain` runs.
+        visualizer: the tf-keras-vis class, ``"module:Class"``, that :func:`explain` runs; None for a
+            method tf-keras-vis does not have (:func:`explain` runs the served form).
         served: its form in TensorFlow ops, ``(activations, gradients) -> [N, h, w]`` maps, or None
             for a method a SavedModel does not serve (Score-CAM: a forward pass per channel).
         signature: the SavedModel signature serving it.
         on_input: the map is over the input pixels (gradients of the face), not the target layer.
+        integrated: the method integrates input gradients along the path from the face's mean grey
+            level to the face (:data:`IG_STEPS` gradient passes); ``served`` takes (face - baseline,
+            mean gradient).
         stages: the method reads the last activation of every resolution stage from
             :data:`FUSED_FINEST` pixels down to the target layer (``fer_keras.explain.cams.stage_layers``):
             ``served`` takes a list of (activations, gradients), finest first, and :func:`explain` runs
@@ -114,16 +141,20 @@ class CamMethod:
         per_face: :func:`explain` gives tf-keras-vis one face at a time (Faster-Score-CAM picks its
             channels over the whole batch it is given: one face keeps each map independent of its batch).
         options: further keyword arguments of the tf-keras-vis call.
+        caveat: what the sanity checks found against the method (empty when it passed them), shown in
+            ``--help`` beside its name (``python -m fer_keras.explain --sanity``; RESULTS.md).
     """
 
     name: str
-    visualizer: str
+    visualizer: str | None
     served: Callable | None = None
     signature: str = ""
     on_input: bool = False
+    integrated: bool = False
     stages: bool = False
     per_face: bool = False
     options: tuple[tuple[str, object], ...] = ()
+    caveat: str = ""
 
 
 CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
@@ -134,9 +165,16 @@ CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
     CamMethod("layercam", "tf_keras_vis.layercam:Layercam", _layercam, "layercam"),
     CamMethod("saliency", "tf_keras_vis.saliency:Saliency", _saliency, "saliency", on_input=True),
     CamMethod("layercam-fused", "tf_keras_vis.layercam:Layercam", _layercam_fused, "layercam_fused", stages=True),
+    CamMethod("gradact-fused", None, _gradact_fused, "gradact_fused", stages=True),
+    CamMethod("integrated-gradients", None, _integrated, "integrated_gradients", on_input=True, integrated=True),
 )}
 METHODS = tuple(CAM_METHODS)
 SERVED_METHODS = tuple(name for name, m in CAM_METHODS.items() if m.served is not None)
+
+
+def methods_help(names=None) -> str:
+    """The methods for a ``--help`` text, each failing method marked with its caveat."""
+    return "; ".join(f"{n} ({CAM_METHODS[n].caveat})" if CAM_METHODS[n].caveat else n for n in (names or METHODS))
 
 
 def cam_method(name: str) -> CamMethod:

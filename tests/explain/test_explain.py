@@ -139,7 +139,7 @@ def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
         out = signatures[CAM_METHODS[method].signature](face=tf.constant(x))
         vis = explain(model, x, method)
         served = out["heatmap"].numpy()
-        if method == "saliency":
+        if CAM_METHODS[method].on_input:
             # A pixel gradient crosses every max-pool: where a window holds tied maxima (most likely in flat patches of
             # the synthetic faces) the two graphs may route it to different pixels (7 of 40,960 differed once).
             close = np.isclose(served, vis.maps, atol=1e-4)
@@ -262,3 +262,47 @@ def test_detect_explains_real_faces_only_and_says_when_nothing_was_explained(tmp
     # Nothing explained at all: a non-zero exit.
     assert explain_main([str(noise), "--detect", "--out", str(tmp_path / "o2")]) == 1
     assert "nothing was explained" in capsys.readouterr().err
+
+
+def test_gradact_fused_equals_a_direct_computation(trained, faces):
+    """No tf-keras-vis class exists for gradient x activation: the served map is checked against a direct
+    computation (one tape per stage, NumPy products, OpenCV resizing)."""
+    import keras
+
+    model, _ = trained
+    x = faces.images[:6].astype(np.float32)
+    served = explain(model, x, "gradact-fused")
+    expected = 0
+    for name in stage_layers(model):
+        probe = keras.Model(model.input, [model.get_layer(name).output, model.get_layer("logits").output])
+        with tf.GradientTape() as tape:
+            activations, logits = probe(tf.constant(x), training=False)
+            score = tf.gather(logits, served.class_ids, batch_dims=1)
+        a, g = activations.numpy(), tape.gradient(score, activations).numpy()
+        m = np.maximum((a * g).sum(-1), 0)
+        m = normalize_maps(m)
+        expected = expected + np.stack([cv2.resize(v, (16, 16), interpolation=cv2.INTER_LINEAR) for v in m])
+    np.testing.assert_allclose(served.maps, normalize_maps(expected / len(stage_layers(model))), atol=1e-4)
+
+
+def test_integrated_gradients_equals_a_direct_computation_and_adds_up(trained, faces):
+    """No tf-keras-vis class either: checked against a plain loop of gradient passes, and for
+    completeness (the attributions before the ReLU add up to the score's change from the baseline)."""
+    from fer_keras.explain.methods import IG_STEPS
+
+    model, _ = trained
+    x = faces.images[:4].astype(np.float32)
+    served = explain(model, x, "integrated-gradients")
+    base = np.broadcast_to(x.mean((1, 2, 3), keepdims=True), x.shape).astype(np.float32)
+    total = np.zeros_like(x)
+    for k in range(IG_STEPS):
+        point = tf.constant(base + (k + 0.5) / IG_STEPS * (x - base))
+        with tf.GradientTape() as tape:
+            tape.watch(point)
+            score = tf.gather(model(point, training=False)["logits"], served.class_ids, batch_dims=1)
+        total += tape.gradient(score, point).numpy()
+    attributions = ((x - base) * total / IG_STEPS).sum(-1)
+    np.testing.assert_allclose(served.maps, normalize_maps(np.maximum(attributions, 0)), atol=1e-4)
+    logits = lambda v: np.asarray(model(v, training=False)["logits"])[np.arange(4), served.class_ids]  # noqa: E731
+    change = logits(x) - logits(base)
+    np.testing.assert_allclose(attributions.sum((1, 2)), change, rtol=0.15, atol=0.05 * np.abs(change).max())
