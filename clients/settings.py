@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fer_keras.detection import FER_MARGIN
-from fer_keras.explain.methods import SERVED_METHODS
+from fer_keras.explain.methods import DEFAULT_METHOD, SERVED_METHODS
 
 EXPLAIN_CHOICES = (*SERVED_METHODS, "none")
 
@@ -20,8 +20,8 @@ class AnalyzerConfig:
         detect_every: run the detector every k frames (and on the first frame
             after each cut); track boxes in between.
         explain: the served explanation method whose heatmaps are drawn
-            (``fer_keras.explain.methods.SERVED_METHODS``: "gradcam", "gradcam++",
-            "layercam", "saliency") or "none".
+            (``fer_keras.explain.methods.SERVED_METHODS``; default ``DEFAULT_METHOD``,
+            "gradact-fused") or "none".
         explain_every: refresh each track's heatmap every n frames.
         smoothing: weight of the newest frame in each track's moving average (1 = none).
         batch_frames: frames whose faces share one Predict call.
@@ -46,7 +46,7 @@ class AnalyzerConfig:
 
     detector: str = "blazeface"
     detect_every: int = 5
-    explain: str = "gradcam"
+    explain: str = DEFAULT_METHOD
     explain_every: int = 10
     smoothing: float = 0.5
     batch_frames: int = 8

@@ -24,7 +24,7 @@ from fer_keras.config import DEFAULT_PRETRAINED
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.detection import DETECTORS, FER_MARGIN
 from fer_keras.explain.methods import METHODS as METHOD_NAMES
-from fer_keras.explain.methods import methods_help
+from fer_keras.explain.methods import DEFAULT_METHOD, methods_help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRETRAINED,
         help="a trained .keras model or a shipped model name. Default: %(default)s (shipped with the package)",
     )
-    p.add_argument("--method", choices=METHOD_NAMES, default="gradcam", metavar="METHOD",
+    p.add_argument("--method", choices=METHOD_NAMES, default=DEFAULT_METHOD, metavar="METHOD",
                    help=f"explanation method: {methods_help()}. Default: %(default)s")
     p.add_argument("--target", default=None, help="class name to explain instead of the predicted class")
     p.add_argument("--layer", default=None,
@@ -186,7 +186,7 @@ def dataset_modes(args, model, taxonomy) -> int:
     from fer_keras.data.sources import load_data
     from fer_keras.explain.cams import explain
     from fer_keras.explain.faithfulness import faithfulness_report, report_table
-    from fer_keras.explain.figures import class_mean_heatmaps, faithfulness_by_class
+    from fer_keras.explain.figures import class_mean_heatmaps, faithfulness_by_class, region_bars
     from fer_keras.explain.regions import region_table, table_markdown
 
     data = load_data(data_config(args, args.seed, classes=taxonomy.name))
@@ -200,7 +200,9 @@ def dataset_modes(args, model, taxonomy) -> int:
                                      out / f"class_means_{args.method}.png", args.method)
         table = region_table(result.maps, faces.labels, taxonomy.classes, faces.images.shape[1])
         (out / f"regions_{args.method}.json").write_text(json.dumps({"method": args.method, **table}, indent=1))
-        print(f"wrote {out / f'class_means_{args.method}.png'} ({counts}) and {out / f'regions_{args.method}.json'}")
+        region_bars(table, out / f"regions_{args.method}.png", args.method)
+        print(f"wrote {out / f'class_means_{args.method}.png'} ({counts}), {out / f'regions_{args.method}.json'} "
+              f"and .png")
         print(f"share of the {args.method} map's mass per region (mean over each true class's faces):")
         print(table_markdown(table))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -105,3 +105,27 @@ def faithfulness_by_class(faces: np.ndarray, maps_of: dict[str, np.ndarray], lab
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def region_bars(table: dict, path: Path, method: str) -> None:
+    """Stacked bars per class: the share of the map's mass on eyes, nose, mouth and elsewhere, beside
+    a bar of each region's share of the crop's area (what a uniform map would give)."""
+    names = ["eyes", "nose", "mouth", "elsewhere"]
+    colours = ["#1f77b4", "#2ca02c", "#d62728", "#c7c7c7"]
+    rows = {**{f"{c} (n={r['n']})": r for c, r in table["per_class"].items()}, "area of the crop": table["area"]}
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.8))
+    bottom = np.zeros(len(rows))
+    for name, colour in zip(names, colours):
+        values = np.array([100 * r[name] for r in rows.values()])
+        ax.bar(list(rows), values, bottom=bottom, color=colour, label=name)
+        for i, v in enumerate(values):
+            if v >= 6:
+                ax.text(i, bottom[i] + v / 2, f"{v:.0f}", ha="center", va="center", fontsize=7)
+        bottom += values
+    ax.set_ylabel("% of the map's mass")
+    ax.set_title(f"where the {method} map lies, per true class")
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

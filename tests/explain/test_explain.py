@@ -103,6 +103,13 @@ def test_the_registry_drives_the_choices_everywhere():
     method_flag = next(a for a in build_parser()._actions if a.dest == "method")
     assert tuple(method_flag.choices) == METHODS
     assert EXPLAIN_CHOICES == (*SERVED_METHODS, "none")
+    from clients.settings import AnalyzerConfig
+    from fer_keras.explain.methods import DEFAULT_METHOD, methods_help
+
+    # the defaults are a served method that passed the sanity checks; those that failed say so in --help
+    assert AnalyzerConfig().explain == DEFAULT_METHOD == build_parser().get_default("method") == "gradact-fused"
+    assert not CAM_METHODS[DEFAULT_METHOD].caveat and DEFAULT_METHOD in SERVED_METHODS
+    assert "layercam (fails the sanity check" in methods_help() and "gradcam;" in methods_help()
     with pytest.raises(ValueError, match="unknown explanation method 'nope'.*gradcam"):
         explain(build_model("gimefive", width=1 / 16), np.zeros((1, 64, 64, 1)), "nope")
     with pytest.raises(ValueError, match="no served form"):
@@ -210,9 +217,28 @@ def test_cli_writes_the_files_it_names(trained, tmp_path):
     assert len([n for n in names if n.endswith("_faces.json")]) == 6
     code = explain_main(["--class-means", "--model", str(result.run_dir / "best.keras"), "--out", str(out),
                          "--synthetic-per-class", "12", "--limit", "30"])
-    assert code == 0 and (out / "class_means_gradcam.png").is_file()
+    assert code == 0 and (out / "class_means_gradact-fused.png").is_file()
+    regions = json.loads((out / "regions_gradact-fused.json").read_text())
+    assert set(regions["per_class"]) <= set(SIX.classes)
+    assert cv2.imread(str(out / "regions_gradact-fused.png")) is not None
+    assert all(abs(sum(r[k] for k in ("eyes", "nose", "mouth", "elsewhere")) - 1) < 1e-6
+               for r in regions["per_class"].values())
+    # the sanity checks and the faithfulness report with its per-class figure, on a few synthetic faces
+    code = explain_main(["--sanity", "--faithfulness", "--model", str(result.run_dir / "best.keras"), "--out",
+                         str(out), "--synthetic-per-class", "4", "--limit", "12", "--methods", "gradcam,gradact-fused",
+                         "--steps", "4"])
+    assert code == 0
+    sanity = json.loads((out / "sanity.json").read_text())
+    assert sanity["layers"][0] == "logits" and set(sanity["verdict"]) == {"gradcam", "gradact-fused"}
+    assert len(sanity["methods"]["gradcam"]) == len(sanity["layers"])
+    faith = json.loads((out / "faithfulness.json").read_text())
+    assert {"gradact-fused", "random@4x4", "random@16x16", "random@64x64"} <= set(faith["methods"])
+    for name in ("sanity.png", "faithfulness.png", "faithfulness_by_class.png"):
+        assert cv2.imread(str(out / name)) is not None, name
     assert explain_main([str(tmp_path / "missing.png"), "--model", str(result.run_dir / "best.keras"),
                          "--out", str(out)]) == 2
+    assert explain_main(["--sanity", "--model", str(result.run_dir / "best.keras"), "--out", str(out),
+                         "--synthetic-per-class", "4", "--methods", "gradcam,nope"]) == 2
 
 
 def test_area_under_a_curve():
@@ -255,7 +281,7 @@ def test_detect_explains_real_faces_only_and_says_when_nothing_was_explained(tmp
     faces = json.loads((out / "astronaut_faces.json").read_text())
     assert len(faces) == 1 and faces[0]["score"] >= 0.75 and set(faces[0]["probabilities"]) == set(SIX.classes)
     explained = faces[0]["explanation"]
-    assert explained["method"] == "gradcam" and explained["blank_map"] is False
+    assert explained["method"] == "gradact-fused" and explained["blank_map"] is False
     assert explained["regions_from"] == "keypoints" and sum(explained["regions"].values()) == pytest.approx(1, abs=1e-3)
     assert not (out / "noise_overlay.png").exists() and "no face found in" in err
     assert "1x1 pixels, too small" in err
