@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from benchmarks.machine import describe
-from clients.settings import EXPLAIN_CHOICES, AnalyzerConfig
+from clients.settings import EXPLAIN_CHOICES
+from fer_keras.explain.methods import DEFAULT_METHOD
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model served when --model-base-path is not given. Default: %(default)s")
     p.add_argument("--detector", default=None, help="mtcnn, haar, blazeface (default: the analyzer's)")
-    p.add_argument("--explain", default=AnalyzerConfig.explain, choices=EXPLAIN_CHOICES,
+    p.add_argument("--explain", default=DEFAULT_METHOD, choices=EXPLAIN_CHOICES,
                    help="served explanation method. Default: %(default)s (the analyzer's)")
     p.add_argument("--detect-every", type=int, default=5)
     p.add_argument("--explain-every", type=int, default=10)

@@ -23,8 +23,8 @@ from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.config import DEFAULT_PRETRAINED
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
 from fer_keras.detection import DETECTORS, FER_MARGIN
-from fer_keras.explain.methods import METHODS as METHOD_NAMES
 from fer_keras.explain.methods import DEFAULT_METHOD, methods_help
+from fer_keras.explain.methods import METHODS as METHOD_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:

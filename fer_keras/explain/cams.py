@@ -23,9 +23,9 @@ from fer_keras.explain.methods import (
     FUSED_FINEST,
     METHODS,
     SERVED_METHODS,
-    minmax_maps,
     cam_method,
     fuse_maps,
+    minmax_maps,
 )
 
 __all__ = ["CAM_METHODS", "METHODS", "RAW_CONV", "SERVED_METHODS", "Explanation", "activation_layer", "cam_method",

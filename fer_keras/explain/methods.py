@@ -177,7 +177,7 @@ CAM_METHODS: dict[str, CamMethod] = {m.name: m for m in (
 METHODS = tuple(CAM_METHODS)
 # What the explain command and the video client draw unless told otherwise: the served method that beat
 # every random baseline on deletion and insertion in every class and passed the sanity checks, at
-# 1.5-1.7x Grad-CAM's cost per face (RESULTS.md, "Faithfulness at face resolution").
+# 1.4-1.6x Grad-CAM's cost per face (RESULTS.md, "Faithfulness at face resolution").
 DEFAULT_METHOD = "gradact-fused"
 SERVED_METHODS = tuple(name for name, m in CAM_METHODS.items() if m.served is not None)
 

@@ -63,7 +63,8 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert all("heatmap_regions" not in f for r in records for f in r["faces"] if not f["heatmap_refreshed"])
     summary = json.loads((out / "summary.json").read_text())
     regions = summary["explanation_regions"]
-    assert regions["method"] == "gradact-fused" and sum(r["maps"] for r in regions["per_emotion"].values()) == len(refreshed)
+    assert regions["method"] == "gradact-fused"
+    assert sum(r["maps"] for r in regions["per_emotion"].values()) == len(refreshed)
     assert summary["frames"] == 24 and summary["faces_classified"] == 24
     assert set(summary["stage_ms_per_frame"]) == {"decode", "cuts", "detect", "crop", "classify", "explain", "annotate",
                                                   "encode"}

@@ -150,7 +150,8 @@ def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
             # A pixel gradient crosses every max-pool: where a window holds tied maxima (most likely in flat patches of
             # the synthetic faces) the two graphs may route it to different pixels (7 of 40,960 differed once).
             close = np.isclose(served, vis.maps, atol=1e-4)
-            assert close.mean() >= 0.999, (method, close.mean())
+            # integrated gradients sums 16 such passes (0.12 % of pixels differed once)
+            assert close.mean() >= (0.99 if CAM_METHODS[method].integrated else 0.999), (method, close.mean())
             assert min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(served, vis.maps)) > 0.99
         else:
             np.testing.assert_allclose(served, vis.maps, atol=1e-4, err_msg=method)
