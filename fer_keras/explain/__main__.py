@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.images or args.class_means or args.faithfulness or args.sanity):
         parser.error("name images to explain, or --class-means / --faithfulness / --sanity with --data")
+    if args.quantus < 0 or (args.quantus and not args.faithfulness):
+        parser.error(f"--quantus takes a number of faces (0 or more) and goes with --faithfulness; got {args.quantus}"
+                     + ("" if args.faithfulness else " without --faithfulness"))
     from fer_keras import pretrained
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
 

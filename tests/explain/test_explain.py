@@ -333,3 +333,11 @@ def test_integrated_gradients_equals_a_direct_computation_and_adds_up(trained, f
     logits = lambda v: np.asarray(model(v, training=False)["logits"])[np.arange(4), served.class_ids]  # noqa: E731
     change = logits(x) - logits(base)
     np.testing.assert_allclose(attributions.sum((1, 2)), change, rtol=0.15, atol=0.05 * np.abs(change).max())
+
+
+def test_quantus_needs_faithfulness_and_a_count(capsys):
+    for argv in (["--quantus", "5", "--sanity"], ["--faithfulness", "--quantus", "-1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            explain_main([*argv, "--out", "o", "--synthetic-per-class", "2"])
+        assert exit_info.value.code == 2
+        assert "--quantus takes a number of faces" in capsys.readouterr().err
