@@ -16,6 +16,7 @@ state and a checkpoint that agree, and resumes after its last completed epoch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -71,15 +72,23 @@ class RunCheckpoint(keras.callbacks.Callback):
         state: the state to continue (a fresh :class:`RunState` for a new run).
         monitor: the cleaned log key to maximise (``val_accuracy``).
         patience: epochs without improvement before training stops.
+        writer: write the files (in a multi-worker run only process 0 does; every process keeps
+            the same state and takes the same decisions).
+        save_scope: a context manager factory to save the model within (multi-worker: outside the
+            distribution, see ``fer_keras.multiworker.undistributed``).
     """
 
-    def __init__(self, run_dir: Path, state: RunState, monitor: str = "val_accuracy", patience: int = 15):
+    def __init__(self, run_dir: Path, state: RunState, monitor: str = "val_accuracy", patience: int = 15,
+                 writer: bool = True, save_scope=None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.state = state
         self.monitor = monitor
         self.patience = patience
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.writer = writer
+        self.save_scope = save_scope or contextlib.nullcontext
+        if writer:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     def _learning_rate(self) -> float | None:
         try:
@@ -96,18 +105,23 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.monitor not in row:
             raise KeyError(f"cannot select checkpoints: {self.monitor!r} is not among the logged values {sorted(row)}")
         s.history = [h for h in s.history if h["epoch"] <= epoch] + [row]
-        if s.best is None or row[self.monitor] > s.best:
+        improved = s.best is None or row[self.monitor] > s.best
+        if improved:
             s.best, s.best_epoch, s.wait = row[self.monitor], epoch + 1, 0
-            atomic_save_model(self.model, self.run_dir / "best.keras")
         else:
             s.wait += 1
         s.stopped = s.wait >= self.patience
         if s.stopped:
             self.model.stop_training = True
         ckpt = self.run_dir / "checkpoints" / f"epoch-{epoch + 1:04d}.keras"
-        atomic_save_model(self.model, ckpt)
         previous = s.checkpoint
         s.epochs_done, s.checkpoint = epoch + 1, str(ckpt.relative_to(self.run_dir))
+        if not self.writer:
+            return
+        with self.save_scope():
+            if improved:
+                atomic_save_model(self.model, self.run_dir / "best.keras")
+            atomic_save_model(self.model, ckpt)
         atomic_write_text(self.run_dir / STATE_FILE, json.dumps(asdict(s), indent=1))
         self._write_history()
         last_tmp = self.run_dir / "last.tmp.keras"

@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hparams", default=None, metavar="JSON",
                    help="best_hparams.json from python -m tuning.search; its values override the flags above")
     t.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
-                   help="tf.distribute strategy; multi-worker reads TF_CONFIG. Default: %(default)s")
+                   help="default: one device; mirrored: this machine's GPUs (tf.distribute); multi-worker: "
+                        "every process of a cluster (KERAS_BACKEND=jax, Keras's distribution API; the cluster from "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID or TF_CONFIG; README \"More "
+                        "than one machine\"). Default: %(default)s")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", default=None, help="run directory. Default: runs/<model>")
     o.add_argument("--resume", action="store_true", help="continue the run in --run-dir after its last completed epoch")
@@ -129,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fer_keras.multiworker import ClusterError, exit_if_joined
     from fer_keras.training import (  # TensorFlow loads here, after --help
         RunDirError,
         train,
@@ -137,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         train(config, resume=args.resume, verbose=args.verbose)
-    except (DatasetError, RunDirError, ValueError, FileExistsError) as err:
+    except (DatasetError, RunDirError, ClusterError, ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
+        exit_if_joined(2)
         return 2
     return 0
 

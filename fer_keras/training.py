@@ -42,6 +42,8 @@ from fer_keras.exporting import export_saved_model
 from fer_keras.fitting import compile_classifier
 from fer_keras.loading import as_float32, load_classifier
 from fer_keras.models import build_model, transfer_weights
+from fer_keras.multiworker import ClusterError, Watch, undistributed, weights_digest
+from fer_keras.multiworker import start as start_multiworker
 from fer_keras.optim import make_optimizer
 from fer_keras.plots import plot_confusion_matrix, plot_training_curves
 
@@ -58,78 +60,12 @@ class TrainResult:
     export_path: Path | None
 
 
-def check_tf_config(text: str | None) -> dict:
-    """The ``TF_CONFIG`` of a multi-worker run, checked: JSON with ``cluster`` (lists of ``host:port``
-    per task type) and ``task`` (a type of the cluster and an index within it), and this task's own
-    port free to listen on. One clear :class:`RunDirError` for anything else, before TensorFlow
-    starts the cluster (which would otherwise fail deep inside, or wait)."""
-    import socket
-
-    if not text:
-        example = '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
-        raise RunDirError("--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
-                          f"workers and this task), e.g. {example}")
-    try:
-        config = json.loads(text)
-    except ValueError as err:
-        raise RunDirError(f"TF_CONFIG is not JSON ({err}): {text[:200]}") from None
-    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
-    if not isinstance(cluster, dict) or not cluster or not all(
-            isinstance(v, list) and v and all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in v)
-            for v in cluster.values()):
-        raise RunDirError(f"TF_CONFIG's cluster must map task types to lists of host:port; got {cluster!r}")
-    if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise RunDirError(f"TF_CONFIG's task must name a type of the cluster ({', '.join(cluster)}); got {task!r}")
-    index = task.get("index")
-    members = cluster[task["type"]]
-    if not isinstance(index, int) or not 0 <= index < len(members):
-        raise RunDirError(f"TF_CONFIG's task index {index!r} is outside its {len(members)} {task['type']} addresses")
-    port = members[index].rpartition(":")[2]
-    with socket.socket() as probe:
-        try:
-            probe.bind(("", int(port)))
-        except OSError as err:
-            raise RunDirError(f"this task's address {members[index]} (TF_CONFIG {task['type']} {index}): port {port} "
-                              f"cannot be listened on ({err.strerror or err}); is another run using it?") from None
-    return config
-
-
 def get_strategy(name: str) -> tf.distribute.Strategy:
-    """``default`` (one device), ``mirrored`` (all local GPUs) or ``multi-worker``
-    (machines listed in the ``TF_CONFIG`` environment variable, checked first)."""
+    """``default`` (one device) or ``mirrored`` (all local GPUs); ``multi-worker`` is not a
+    tf.distribute strategy here (:func:`fer_keras.multiworker.start`)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        import os
-
-        config = check_tf_config(os.environ.get("TF_CONFIG"))
-        return _form_cluster(config, float(os.environ.get("FER_KERAS_CLUSTER_TIMEOUT", CLUSTER_TIMEOUT_S)))
     return tf.distribute.get_strategy()
-
-
-# How long a multi-worker run waits for its cluster to form (FER_KERAS_CLUSTER_TIMEOUT overrides it).
-CLUSTER_TIMEOUT_S = 300.0
-
-
-def _form_cluster(config: dict, timeout: float) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy, which waits without a word, holding the interpreter, for every
-    worker of the cluster (measured: for ever when one is unreachable; SIGTERM does not stop it). The
-    wait is bounded from outside Python: after ``timeout`` seconds the process prints where it
-    waited and exits with status 1 (``faulthandler``), having said beforehand whom it waits for."""
-    import faulthandler
-    import sys
-
-    task = config["task"]
-    others = [a for kind, members in config["cluster"].items() for i, a in enumerate(members)
-              if (kind, i) != (task["type"], task["index"])]
-    print(f"forming the cluster: waiting for {', '.join(others) or 'no other task'} (at most {timeout:.0f} s; "
-          "FER_KERAS_CLUSTER_TIMEOUT sets it); if they do not answer, this run stops with status 1", file=sys.stderr,
-          flush=True)
-    faulthandler.dump_traceback_later(timeout, exit=True)
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -149,7 +85,7 @@ def _with_defaults(saved: dict) -> dict:
         return saved
 
 
-def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]:
+def _prepare_run_dir(config: TrainConfig, resume: bool, writer: bool = True) -> tuple[Path, RunState]:
     run_dir = Path(config.run_dir)
     state = load_state(run_dir)
     config_file = run_dir / "config.json"
@@ -168,8 +104,9 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, RunState]
         if differs:
             raise RunDirError(f"cannot resume {run_dir}: its config differs in {', '.join(differs)} "
                               f"(only epochs and patience may change when resuming)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_file, json.dumps(config.to_dict(), indent=2))
+    if writer:  # in a multi-worker run, process 0 alone writes
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_file, json.dumps(config.to_dict(), indent=2))
     return run_dir, state or RunState()
 
 
@@ -185,31 +122,43 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1, progre
     Returns:
         the run directory, final state, test metrics and export path.
     """
-    # A multi-worker strategy configures TensorFlow's collective ops, which must happen before any
-    # other TensorFlow work in the process ("Collective ops must be configured at program startup").
-    strategy = get_strategy(config.strategy)
+    team = None
+    if config.strategy == "multi-worker":
+        team = start_multiworker()  # JAX's distributed runtime must start before any other JAX work in the process
+        strategy = tf.distribute.get_strategy()
+    else:
+        strategy = get_strategy(config.strategy)
+    writer = team is None or team.cluster.is_chief
     fresh = not Path(config.run_dir).exists()
-    run_dir, state = _prepare_run_dir(config, resume)
-    keras.utils.set_random_seed(resume_seed(config.seed, state.epochs_done))
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
     try:
-        return _train(config, run_dir, state, verbose, progress, strategy)
-    except BaseException:
-        if fresh and load_state(run_dir) is None:  # failed before its first epoch: leave no half-made folder
+        run_dir, state = _prepare_run_dir(config, resume, writer)
+        if team is not None:
+            team.agree("the run", {"epochs done": state.epochs_done, "config": config.to_dict()},
+                       "every process must run the same command on a run directory they all see (shared storage)")
+        keras.utils.set_random_seed(resume_seed(config.seed, state.epochs_done))
+        keras.mixed_precision.set_global_policy(config.precision)
+        return _train(config, run_dir, state, verbose, progress, strategy, team)
+    except BaseException as err:
+        if team is not None:
+            team.abort(str(err) or type(err).__name__)
+        if writer and fresh and load_state(Path(config.run_dir)) is None:
+            # failed before its first epoch: leave no half-made folder
             import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(config.run_dir, ignore_errors=True)
         raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, progress: bool,
-           strategy: tf.distribute.Strategy) -> TrainResult:
+           strategy: tf.distribute.Strategy, team: Watch | None = None) -> TrainResult:
+    writer = team is None or team.cluster.is_chief
     data = load_data(config.data, progress=progress)
-    data.save_table(run_dir / "data_table.csv")
-    atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
+    if writer:
+        data.save_table(run_dir / "data_table.csv")
+        atomic_write_text(run_dir / "integrity.json", json.dumps(data.integrity.to_dict(), indent=1))
     print(data.table_text())
     print(data.integrity.summary())
     if "val" not in data.splits:
@@ -221,26 +170,41 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
     weights = (
         class_weights(train_faces.labels, data.taxonomy.num_classes) if config.class_weighting == "balanced" else None
     )
+    seed, part, augment_seed = resume_seed(config.seed, state.epochs_done), None, None
+    if team is not None:
+        team.agree("the data", {s: len(f) for s, f in data.splits.items()} | {"classes": data.taxonomy.classes},
+                   "every process must read the same data folders")
+        c = team.cluster
+        team.local_batch(config.batch_size)  # checks that it divides
+        part = (c.process_id, c.num_processes)
+        augment_seed = seed + 104729 * c.process_id  # each process its own augmentation of its slices
+        print(f"multi-worker: process {c.process_id} of {c.num_processes} trains on slice {c.process_id} of every "
+              f"global batch of {config.batch_size} ({config.batch_size // c.num_processes} faces)")
     if config.distill_from:
         train_faces = with_teacher_targets(train_faces, config.distill_from, config.distill_weight,
                                            config.soft_labels)
-    seed = resume_seed(config.seed, state.epochs_done)
     train_ds = make_dataset(train_faces, config.batch_size, training=True,
                             soft_labels=config.soft_labels or bool(config.distill_from),
-                            augment=augmentation(config.augment, config.augment_strength, seed),
+                            augment=augmentation(config.augment, config.augment_strength,
+                                                 seed if augment_seed is None else augment_seed),
                             mix=mixer(config.augment, config.augment_strength),
                             weights=weights, seed=seed,
-                            robust=robust_strength(config.augment, config.augment_strength))
+                            robust=robust_strength(config.augment, config.augment_strength), part=part)
     if config.shifted_validation:
         data.splits["val"] = with_shifted_copy(data.splits["val"], config.seed)
         print(f"validating on {len(data.splits['val'])} faces: the validation faces and a copy under the shift suite")
+    # Every process validates on all the validation faces: the global batch holds each face once per
+    # process, so the accuracy is that of one process, and every process takes the same decisions.
     val_ds = make_dataset(data.splits["val"], config.batch_size, soft_labels=False)
     steps = math.ceil(len(train_faces) / config.batch_size)
+    if part is not None and 0 < len(train_faces) % config.batch_size < part[1]:
+        steps -= 1  # the last batch, too small to slice, is left out
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
         train_ds = train_ds.repeat()
 
-    with strategy.scope():
+    scope = team.distribution().scope() if team is not None else strategy.scope()
+    with scope:
         if state.checkpoint and (run_dir / state.checkpoint).is_file():
             print(f"resuming {run_dir} after epoch {state.epochs_done}")
             model = keras.saving.load_model(run_dir / state.checkpoint)
@@ -252,26 +216,31 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
                 _initialise_from(model, config.init_from)
             compile_model(model, config, steps)
 
-    if state.stopped or state.epochs_done >= config.epochs:
-        if (run_dir / "metrics.json").is_file():
-            print(f"{run_dir} is finished ({state.epochs_done} epochs); its test report is metrics.json")
-            export = run_dir / "export.txt"
-            return TrainResult(run_dir, state, json.loads((run_dir / "metrics.json").read_text()),
-                               Path(export.read_text().strip()) if export.is_file() else None)
-    else:
-        try:
-            model.fit(
-                train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
-                steps_per_epoch=steps if config.steps_per_epoch else None,
-                callbacks=[RunCheckpoint(run_dir, state, patience=config.patience)], verbose=verbose,
-            )
-        except ValueError as err:
-            if config.strategy == "multi-worker" and "PerReplica" in str(err):
-                # Measured with TF 2.21 / Keras 3.15 on two local workers: the strategy starts, then fit fails.
-                raise RunDirError("--strategy multi-worker: Keras 3's fit cannot take a MultiWorkerMirroredStrategy "
-                                  "dataset (it hands PerReplica values to the model; keras-team/keras#20585); use "
-                                  "--strategy mirrored on one machine") from None
-            raise
+        if not (state.stopped or state.epochs_done >= config.epochs):
+            try:
+                model.fit(
+                    train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
+                    steps_per_epoch=steps if config.steps_per_epoch else None,
+                    callbacks=[RunCheckpoint(run_dir, state, patience=config.patience, writer=writer,
+                                             save_scope=undistributed if team is not None else None)],
+                    verbose=verbose,
+                )
+            except (ValueError, RuntimeError) as err:
+                if team is not None and not isinstance(err, ClusterError):
+                    team.collective_failed(err)  # a peer went away mid-step: names it and exits
+                raise
+    if team is not None:
+        team.agree("the end of training", state.epochs_done)
+        print(f"multi-worker: process {team.cluster.process_id} ends with weights {weights_digest(model)} "
+              f"after {state.epochs_done} epochs")
+        team.finish()
+        if not writer:
+            return TrainResult(run_dir, state, None, None)
+    if (state.stopped or state.epochs_done >= config.epochs) and (run_dir / "metrics.json").is_file():
+        print(f"{run_dir} is finished ({state.epochs_done} epochs); its test report is metrics.json")
+        export = run_dir / "export.txt"
+        return TrainResult(run_dir, state, json.loads((run_dir / "metrics.json").read_text()),
+                           Path(export.read_text().strip()) if export.is_file() else None)
     return finish_run(config, run_dir, state, data)
 
 

@@ -1,5 +1,5 @@
 """The cluster manifests (cluster/): parsed, their names and ports consistent, and the commands their
-pods run (shell included) give each pod the TF_CONFIG or tuner id it needs and flags the commands take."""
+pods run (shell included) give each pod its place in the cluster or tuner id it needs and flags the commands take."""
 
 import json
 import os
@@ -49,7 +49,8 @@ def test_the_image_holds_every_package():
     assert "FROM python:3.11" in text and "pip install" in text
 
 
-def test_multi_worker_training_job_gives_each_pod_its_tf_config(tmp_path):
+def test_multi_worker_training_job_gives_each_pod_its_place_in_the_cluster(tmp_path):
+    from fer_keras.multiworker import cluster_from_env
     from fer_keras.train import build_parser, config_from_args
 
     docs = _docs("training-multiworker.yaml")
@@ -60,13 +61,17 @@ def test_multi_worker_training_job_gives_each_pod_its_tf_config(tmp_path):
     assert pod["subdomain"] == "fer-train" and spec["completionMode"] == "Indexed"
     workers = spec["completions"]
     assert spec["parallelism"] == workers == int(_env(container)["WORKERS"])
-    (port,) = [p["port"] for p in service["spec"]["ports"]]
-    assert [p["containerPort"] for p in container["ports"]] == [port] == [int(_env(container)["PORT"])]
-    hosts = [f"fer-train-{i}.fer-train:{port}" for i in range(workers)]
+    port = int(_env(container)["PORT"])
+    # JAX's coordinator on PORT, the run's watch on the port after it: both open on the pod and named.
+    assert sorted(p["port"] for p in service["spec"]["ports"]) == [port, port + 1]
+    assert sorted(p["containerPort"] for p in container["ports"]) == [port, port + 1]
+    assert _env(container)["KERAS_BACKEND"] == "jax"
     for index in range(workers):
         ran = _run_pod(container, tmp_path, index)
-        tf_config = json.loads(ran["env"]["TF_CONFIG"])
-        assert tf_config == {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        cluster = cluster_from_env(ran["env"], check_ports=False)
+        assert (cluster.process_id, cluster.num_processes) == (index, workers)
+        assert cluster.coordinator == f"fer-train-0.fer-train:{port}"
+        assert cluster.watch_address == ("fer-train-0.fer-train", port + 1)
         assert ran["argv"][:2] == ["-m", "fer_keras.train"]
         config = config_from_args(build_parser().parse_args(ran["argv"][2:]))
         assert config.strategy == "multi-worker" and config.run_dir.startswith("/runs/")

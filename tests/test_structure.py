@@ -16,7 +16,8 @@ PACKAGES = ("fer_keras", "clients", "serving", "tuning")
 # fer_keras's layers, lowest first (docs/architecture.md draws them).
 LAYERS = [
     ("foundations", ["fer_keras", "fer_keras.config", "fer_keras.quiet", "fer_keras.checkpointing", "fer_keras.plots",
-                     "fer_keras.data", "fer_keras.data.*", "fer_keras.detection", "fer_keras.explain.methods"]),
+                     "fer_keras.data", "fer_keras.data.*", "fer_keras.detection", "fer_keras.explain.methods",
+                     "fer_keras.multiworker"]),
     ("models", ["fer_keras.models", "fer_keras.models.*", "fer_keras.optim", "fer_keras.fitting"]),
     ("weights and measures", ["fer_keras.pretrained", "fer_keras.evaluation"]),
     ("using a model", ["fer_keras.loading", "fer_keras.explain", "fer_keras.explain.cams", "fer_keras.explain.overlay",

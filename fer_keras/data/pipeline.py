@@ -121,6 +121,7 @@ def make_dataset(
     weights: np.ndarray | None = None,
     seed: int = 0,
     robust: float = 0.0,
+    part: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(faces float32 [B,H,W,1] in 0..255, {"logits": y, "probabilities": y}[, w])``.
 
@@ -135,6 +136,11 @@ def make_dataset(
         seed: shuffle seed (and of the robust augmentation).
         robust: strength of the robust augmentation applied to training batches
             before ``augment`` (0: off).
+        part: ``(i, n)``: this is process ``i`` of ``n`` training together. Every process draws the
+            same global batches of ``batch_size`` (same faces, same order, same ``seed``) and keeps
+            the ``i``-th of ``n`` equal slices of each, so ``n`` processes see together what one
+            process sees; a last batch's remainder under ``n`` faces is left out. The augmentation
+            of each slice is seeded per process (pass ``augment`` its own seed too).
     """
     targets = faces.soft if soft_labels else np.eye(faces.taxonomy.num_classes, dtype=np.float32)[faces.labels]
     tensors = [faces.images, targets]
@@ -143,8 +149,16 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(tuple(tensors)).cache()
     if training:
         ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    rng = np.random.default_rng(seed + 7919)
+    index, count = part or (0, 1)
+    remainder = len(faces) % batch_size
+    ds = ds.batch(batch_size, drop_remainder=0 < remainder < count)
+    if count > 1:
+        def my_slice(*tensors):
+            size = tf.shape(tensors[0])[0] // count
+            return tuple(t[index * size:(index + 1) * size] for t in tensors)
+
+        ds = ds.map(my_slice)
+    rng = np.random.default_rng(seed + 7919 + 104729 * index)
 
     def robust_batch(x):
         return robust_augment(x, rng, robust)
