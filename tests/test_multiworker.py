@@ -322,3 +322,11 @@ def test_a_killed_worker_stops_process_0_with_one_error_and_the_job_resumes(tmp_
     assert f"resuming {run} after epoch {done}" in outs[1][0]
     assert _digest(outs[0][0]) == _digest(outs[1][0])
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 3 and (run / "metrics.json").is_file()
+
+
+def test_the_benchmark_reads_keras_step_times():
+    from benchmarks.multiworker import step_seconds
+
+    log = ("Epoch 1/3\n20/20 - 31s - 2s/step - loss: 1.9\nEpoch 2/3\n20/20 - 3s - 151ms/step - loss: 1.8\n"
+           "Epoch 3/3\n20/20 - 0s - 950us/step - loss: 1.7 - val_loss: 1.6\n")
+    assert step_seconds(log) == pytest.approx([2.0, 0.151, 0.00095])
