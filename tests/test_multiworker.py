@@ -268,12 +268,14 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     here, where the pair's and the single run's predictions agreed on 99 % of the test faces (after
     a third epoch, 79 %, with test accuracy still within one face)."""
     pair = _start_pair(tmp_path / "pair", 2, "--flip-tta", "off")
+    # One process: the same command as on TensorFlow, on JAX (it says how to export: SavedModels need TensorFlow).
     single = subprocess.run([sys.executable, "-m", "fer_keras.train", *COMMON, "--epochs", "2", "--flip-tta", "off",
-                             "--run-dir", str(tmp_path / "single")], env=_env(), cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
+                             "--run-dir", str(tmp_path / "single"), "--export-base", str(tmp_path / "models")],
+                            env=_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     outs = [p.communicate(timeout=600) for p in pair]
     assert [p.returncode for p in pair] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
+    assert "not exported: a SavedModel needs KERAS_BACKEND=tensorflow (this run used jax)" in single.stdout
     assert _digest(outs[0][0]) == _digest(outs[1][0])
     assert "test accuracy" in outs[0][0] and "test accuracy" not in outs[1][0]
     runs = {name: tmp_path / name for name in ("pair", "single")}
@@ -294,13 +296,20 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     predicted = [as_float32(keras.saving.load_model(run / "best.keras", compile=False)).predict(
         faces.images, verbose=0)["probabilities"].argmax(1) for run in runs.values()]
     assert (predicted[0] == predicted[1]).mean() >= 0.95
+    export = subprocess.run([sys.executable, "-m", "fer_keras.export", str(runs["single"] / "best.keras"), "--base",
+                             str(tmp_path / "models")], capture_output=True, text=True, cwd=REPO, timeout=600,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert (tmp_path / "models" / "gimefive" / "1" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow
 @jax_needed
 def test_a_killed_worker_stops_process_0_with_one_error_and_the_job_resumes(tmp_path):
     run = tmp_path / "run"
-    pair = _start_pair(run, 3, "--synthetic-per-class", "60")
+    # Augmented as a user would train (Keras layers and the NumPy robust feed, per process).
+    augmented = ("--synthetic-per-class", "60", "--augment", "flip,rotate,robust")
+    pair = _start_pair(run, 3, *augmented)
     deadline = time.monotonic() + 300
     while not (run / "state.json").is_file():  # process 0 has written epoch 1's checkpoint
         assert time.monotonic() < deadline and all(p.poll() is None for p in pair), pair[0].stderr.read()[-3000:]
@@ -316,7 +325,7 @@ def test_a_killed_worker_stops_process_0_with_one_error_and_the_job_resumes(tmp_
     assert "Traceback" not in err and "Check failure" not in err
     done = json.loads((run / "state.json").read_text())["epochs_done"]
     assert 1 <= done < 3
-    resumed = _start_pair(run, 3, "--synthetic-per-class", "60", "--resume")
+    resumed = _start_pair(run, 3, *augmented, "--resume")
     outs = [p.communicate(timeout=600) for p in resumed]
     assert [p.returncode for p in resumed] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
     assert f"resuming {run} after epoch {done}" in outs[1][0]

@@ -208,27 +208,6 @@ def test_the_first_resumed_epoch_logs_what_an_uninterrupted_run_would(tmp_path):
     assert abs(b2["accuracy"] - a2["accuracy"]) < 0.15 and abs(b2["loss"] - a2["loss"]) < 0.25
 
 
-def test_the_same_command_trains_on_the_jax_backend(tmp_path):
-    """Where JAX is installed: `KERAS_BACKEND=jax python -m fer_keras.train` runs the same fit on tf.data
-    (augmentation included), evaluates the test split once, and says how to export (SavedModels need
-    the TensorFlow backend); the export command then writes the version."""
-    pytest.importorskip("jax")
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(repo)}
-    run = subprocess.run([sys.executable, "-m", "fer_keras.train", "--epochs", "2", "--synthetic-per-class", "12",
-                          "--image-size", "32", "--width", "0.0625", "--augment", "flip,rotate,robust",
-                          "--run-dir", str(tmp_path / "run"), "--export-base", str(tmp_path / "models")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n"] > 0
-    assert "not exported: a SavedModel needs KERAS_BACKEND=tensorflow (this run used jax)" in run.stdout
-    export = subprocess.run([sys.executable, "-m", "fer_keras.export", str(tmp_path / "run" / "best.keras"), "--base",
-                             str(tmp_path / "models")], capture_output=True, text=True, cwd=repo, timeout=600,
-                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert export.returncode == 0, export.stderr[-3000:]
-    assert (tmp_path / "models" / "gimefive" / "1" / "saved_model.pb").is_file()
-
-
 def test_distillation_blends_the_teachers_clean_face_probabilities_into_the_targets(finished_run, tmp_path):
     from fer_keras.data.sources import load_data
     from fer_keras.evaluation import predict_probabilities
