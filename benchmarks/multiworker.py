@@ -32,7 +32,8 @@ _STEP = re.compile(r"^\s*\d+/\d+ - \S+ - ([\d.]+)(us|ms|s)/step", re.MULTILINE)
 _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def _free_port() -> int:
+def free_port_pair() -> int:
+    """A free port whose next one is free too (process 0 of a multi-worker run listens on both)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -60,7 +61,7 @@ def _run(flags: list[str], processes: int, out: Path, timeout: float) -> tuple[l
         procs = [subprocess.Popen(command + ["--strategy", "default"], cwd=REPO, env=base, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)]
     else:
-        port = _free_port()
+        port = free_port_pair()
         procs = [subprocess.Popen(command + ["--strategy", "multi-worker"], cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True,
                                   env={**base, "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",

@@ -14,24 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.multiworker import free_port_pair as _free_port
 from fer_keras.multiworker import TENSORFLOW_ERROR, Cluster, ClusterError, Watch, cluster_from_env
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    """A port free with the one after it (process 0 listens on both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two free ports in a row")
 
 
 # -- the cluster from the environment --------------------------------------------------------------
@@ -124,23 +110,6 @@ def _watches(n=2, join_timeout=20.0, silence=30.0):
     return watches, lost
 
 
-def _meet_all(watches):
-    errors = {}
-
-    def meet(w):
-        try:
-            w.meet()
-        except ClusterError as err:
-            errors[w.cluster.process_id] = str(err)
-
-    threads = [threading.Thread(target=meet, args=(w,)) for w in watches]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors
-
-
 def _in_threads(watches, fn):
     results = {}
 
@@ -154,8 +123,13 @@ def _in_threads(watches, fn):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
     return results
+
+
+def _meet_all(watches) -> dict:
+    """The errors of the processes that failed to meet, by process id."""
+    return {i: str(r) for i, r in _in_threads(watches, lambda w: w.meet()).items() if r is not None}
 
 
 def test_three_processes_meet_agree_and_part_without_alarm():
