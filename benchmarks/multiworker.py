@@ -28,7 +28,7 @@ from pathlib import Path
 from benchmarks.machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
-_STEP = re.compile(r"^\s*\d+/\d+ - \S+ - ([\d.]+)(us|ms|s)/step", re.MULTILINE)
+_STEP = re.compile(r"^\s*(\d+)/\d+ - (\d+)s - ([\d.]+)(us|ms|s)/step", re.MULTILINE)
 _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -48,8 +48,10 @@ def free_port_pair() -> int:
 
 
 def step_seconds(stdout: str) -> list[float]:
-    """Seconds per step of each epoch, from Keras's ``--verbose 2`` lines."""
-    return [float(v) * _UNIT[u] for v, u in _STEP.findall(stdout)]
+    """Seconds per step of each epoch, from Keras's ``--verbose 2`` lines (``20/20 - 31s - 2s/step``):
+    its per-step figure, or, where that is whole seconds, the epoch's seconds over its steps (finer)."""
+    return [int(epoch) / int(steps) if u == "s" else float(v) * _UNIT[u]
+            for steps, epoch, v, u in _STEP.findall(stdout)]
 
 
 def _run(flags: list[str], processes: int, out: Path, timeout: float) -> tuple[list[float], float]:
