@@ -167,14 +167,17 @@ def serving_base(name: str | None = None, cache: Path | None = None) -> Path:
 
     Exported once into ``cache`` (default ``$FER_KERAS_CACHE/serving/<name>``,
     ``FER_KERAS_CACHE`` defaulting to ``~/.cache/fer-keras``) and reused while the
-    shipped weights keep their checksums.
+    shipped weights keep their checksums and this version serves the same signatures
+    (an export cached by an older version lacked the newer explanation signatures, and
+    the video client's default method then failed on it).
     """
     from fer_keras import pretrained
     from fer_keras.data.taxonomy import TAXONOMIES
 
     name = name or pretrained.DEFAULT
     meta = pretrained.info(name)
-    digest = pretrained.weights_digest(meta)
+    served = sorted({"serving_default", "labels"} | {CAM_METHODS[m].signature for m in SERVED_METHODS})
+    digest = pretrained.weights_digest(meta) + " " + ",".join(served)
     root = Path(os.environ.get("FER_KERAS_CACHE", Path.home() / ".cache" / "fer-keras"))
     base = Path(cache) if cache else root / "serving" / name
     stamp = base / "weights.sha256"

@@ -105,6 +105,15 @@ def test_serving_base_exports_once_and_reuses_it(tmp_path, monkeypatch):
 
     served = SavedModelClassifier(base / "1")
     assert served.class_names == pretrained.info()["classes"]
+    # An export cached by an older version (stamped with the weights alone, fewer signatures) is
+    # exported afresh: the video client's default explanation must be served.
+    (base / "weights.sha256").write_text(pretrained.weights_digest(pretrained.info()) + "\n")
+    assert serving_base() == base and (base / "1" / "saved_model.pb").stat().st_mtime_ns != stamp
+    import tensorflow as tf
+
+    from fer_keras.explain.methods import CAM_METHODS, DEFAULT_METHOD
+
+    assert CAM_METHODS[DEFAULT_METHOD].signature in tf.saved_model.load(str(base / "1")).signatures
 
 
 def test_export_and_explain_default_to_the_shipped_model(tmp_path, capsys):
