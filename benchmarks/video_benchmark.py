@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     shots = len({g.get("shot") for gt in truth for g in gt})
     print(
         f"video: {len(records)} frames 640x480 @30 fps, {shots} shot(s), {quality['ground_truth_faces']} face "
-        f"instances; detector {config.detector} every {args.detect_every} frames, Grad-CAM "
-        f"{'every ' + str(args.explain_every) + ' frames' if args.explain == 'gradcam' else 'off'}; "
+        f"instances; detector {config.detector} every {args.detect_every} frames, explanations "
+        f"{args.explain + ' every ' + str(args.explain_every) + ' frames' if args.explain != 'none' else 'off'}; "
         f"crop margin {config.margin}, box smoothing {config.box_smoothing}, crops from "
         f"{'the keypoints' if config.align else 'the box'}"
         f"{', BlazeFace unverified' if args.no_verify else ''}; cuts found: {len(summary.get('cuts', []))}"
