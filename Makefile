@@ -17,12 +17,15 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python -m fer_keras.train --epochs 12 --run-dir runs/demo $$(test -f runs/demo/state.json && echo --resume) --verbose 2
 
-# The linter (ruff, configured in pyproject.toml) first, then every test.
+# The linter (ruff, configured in pyproject.toml) first, then every test, in two processes (pytest-xdist;
+# each test file stays in one process, so its fixtures are built once). TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 lint: setup
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST) --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not realdata"
