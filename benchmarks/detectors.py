@@ -23,6 +23,7 @@ size. Reported: false boxes per frame for each kind and over all.
     python -m benchmarks.detectors --faces 300
     python -m benchmarks.detectors --detectors blazeface,blazeface-unverified,mtcnn,haar --empty-frames 20
     python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
+    python -m benchmarks.detectors --detectors blazeface,blazeface-once   # with and without the second look
     python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
 """
 
@@ -49,7 +50,8 @@ def make(name: str):
         words = name.split("-")[1:]
         model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
         return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words,
-                                 **({"verify": None} if "unverified" in words else {}))
+                                 **({"verify": None} if "unverified" in words else {}),
+                                 **({"second_look": None} if "once" in words else {}))
     return make_detector(name)
 
 

@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="crops framed from the keypoints (--no-align: from the box). Default: the analyzer's")
     p.add_argument("--no-verify", action="store_true",
                    help="BlazeFace without its O-Net verification (the detector before issue 28)")
+    p.add_argument("--no-second-look", action="store_true",
+                   help="BlazeFace verified but without its second look (the detector of session 10)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
     p.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model served when --model-base-path is not given. Default: %(default)s")
@@ -295,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
-        if args.no_verify:
+        if args.no_verify or args.no_second_look:
             from fer_keras.detection import BlazeFaceDetector
 
-            detector = BlazeFaceDetector(verify=None)
+            detector = BlazeFaceDetector(**({"verify": None} if args.no_verify else {}),
+                                         **({"second_look": None} if args.no_second_look else {}))
         elif args.candidate_threshold is not None and args.detector == "mtcnn":
             from fer_keras.detection import MTCNNDetector
 
@@ -323,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.explain + ' every ' + str(args.explain_every) + ' frames' if args.explain != 'none' else 'off'}; "
         f"crop margin {config.margin}, box smoothing {config.box_smoothing}, crops from "
         f"{'the keypoints' if config.align else 'the box'}"
-        f"{', BlazeFace unverified' if args.no_verify else ''}; cuts found: {len(summary.get('cuts', []))}"
+        f"{', BlazeFace unverified' if args.no_verify else ''}"
+        f"{', BlazeFace without its second look' if args.no_second_look else ''}"
+        f"; cuts found: {len(summary.get('cuts', []))}"
     )
     print(f"end to end: {summary['frames_per_second']} frames/s")
     print("stage ms/frame: " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_frame"].items()))

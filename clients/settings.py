@@ -37,7 +37,8 @@ class AnalyzerConfig:
             box (1 = take detector boxes as they are).
         confirm_score: detections scored below this are shown only once a
             second detection confirms them (0 shows every detection at once;
-            None: the detector's own ``confirm_score``, 0.75 for BlazeFace,
+            None: the detector's own ``confirm_score``: 0 for BlazeFace with
+            its O-Net verification (the default), 0.75 for BlazeFace alone,
             0.9 for MTCNN, 0 for detectors without scores).
         cuts: detect shot cuts and end every track at one.
         min_similarity: least appearance correlation for a detection to

@@ -215,13 +215,17 @@ class FaceVerifier:
 
     def _model(self):
         if self._net is None:
+            import tensorflow as tf
             from mtcnn.network.onet import ONet
             from mtcnn.utils.tensorflow import load_weights
 
             net = ONet()
             net.build()
             net.set_weights(load_weights("onet.lz4"))
-            self._net = net
+            # One traced graph for any number of patches: the eager Keras call cost ~20 ms a call here, most
+            # of a verified detection's time; the graph runs the same layers in 1-2 ms.
+            self._net = tf.function(lambda x: net(x, training=False)[2],
+                                    input_signature=[tf.TensorSpec([None, self.PATCH, self.PATCH, 3], tf.float32)])
         return self._net
 
     def patches(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -240,7 +244,7 @@ class FaceVerifier:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return np.zeros(0, np.float32)
-        probabilities = np.asarray(self._model()(self.patches(image, boxes), training=False)[2])
+        probabilities = np.asarray(self._model()(self.patches(image, boxes)))
         return probabilities[:, 1].astype(np.float32)
 
 
@@ -322,12 +326,22 @@ class BlazeFaceDetector:
             and merge (3 passes for 4:3 frames): faces are larger in the model's input.
         verify: least score of :class:`FaceVerifier` (O-Net) a detection needs, on BlazeFace's own box;
             None keeps every detection (BlazeFace alone draws faces on textured backgrounds).
+        second_look: after verification, run BlazeFace again on a square window this many times each
+            detection's side around it, and take what it finds there (verified) in place of the
+            detection; None skips it. On textured backgrounds BlazeFace's coarse anchors put boxes
+            1.5-3x too big around faces its fine anchors miss, and O-Net accepts them; in the window
+            the face fills a good part of the model's input and comes out at its own scale (a box
+            over two faces comes out as two). Where the window shows no verified face the first box
+            stays. Costs one BlazeFace pass (about 6 ms here) per face found.
     """
 
-    # Scores of FER2013 faces found in scenes (whole frame only, before the tiles): median 0.77, a
-    # quarter below 0.67; false boxes (on the blurred-noise backgrounds) median 0.59. Faces scored below
-    # this are shown once a second detection confirms them (see clients.tracking).
-    confirm_score = 0.75
+    # Without verification: scores of FER2013 faces found in scenes (whole frame only, before the
+    # tiles): median 0.77, a quarter below 0.67; false boxes (on the blurred-noise backgrounds) median
+    # 0.59. Faces BlazeFace alone scores below this are shown once a second detection confirms them (see
+    # clients.tracking). Verified by O-Net, a detection has had its second opinion, and ``confirm_score``
+    # is 0: every verified face is shown at once (on three textured videos the wait for a second
+    # detection hid 37-39 % of faces on the first frame of each shot; BENCHMARKS.md, issue 28).
+    UNVERIFIED_CONFIRM_SCORE = 0.75
     MODELS = {  # file, input side, anchor strides, anchors per cell
         "full": ("face_detection_full_range.tflite", 192, (4,), (1,)),
         "back": ("face_detection_back.tflite", 256, (16, 32), (2, 6)),
@@ -340,15 +354,19 @@ class BlazeFaceDetector:
     FRAMING = {"full": (1.16, -0.05), "back": (1.17, -0.12), "short": (1.20, -0.10)}
 
     def __init__(self, model: str = "back", threshold: float = 0.4, iou_threshold: float = 0.3,
-                 fer_framing: bool = True, tiles: bool = True, verify: float | None = 0.5):
+                 fer_framing: bool = True, tiles: bool = True, verify: float | None = 0.5,
+                 second_look: float | None = 2.5):
         if model not in self.MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; choose one of: {', '.join(self.MODELS)}")
         if not 0 < threshold < 1:
             raise ValueError(f"BlazeFace threshold must be in (0, 1); got {threshold}")
         name, self.size, strides, per_cell = self.MODELS[model]
         self.model, self.threshold, self.iou_threshold, self.fer_framing = model, threshold, iou_threshold, fer_framing
-        self.tiles = tiles
+        if second_look is not None and not second_look >= 1.2:
+            raise ValueError(f"second_look must be a window of at least 1.2 box sides (or None); got {second_look}")
+        self.tiles, self.second_look = tiles, second_look
         self.verifier = FaceVerifier(verify) if verify is not None else None
+        self.confirm_score = 0.0 if self.verifier is not None else self.UNVERIFIED_CONFIRM_SCORE
         self._interpreter = _tflite_interpreter(_blazeface_file(name))
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
@@ -392,11 +410,43 @@ class BlazeFaceDetector:
         boxes, scores, points = (np.concatenate([p[i] for p in passes]) for i in range(3))
         if not len(scores):
             return []
-        found = self._suppress(boxes, scores, points)
-        if self.verifier is not None and found:
-            verified = self.verifier.scores(image, [b for b, _, _ in found])
-            found = [f for f, v in zip(found, verified) if v >= self.verifier.threshold]
+        found = self._verified(image, self._suppress(boxes, scores, points))
+        if self.second_look is not None and found:
+            found = self._look_again(image, found)
         return [self._face(b, s, p) for b, s, p in found]
+
+    def _verified(self, image: np.ndarray, found: list) -> list:
+        if self.verifier is None or not found:
+            return found
+        verified = self.verifier.scores(image, [b for b, _, _ in found])
+        return [f for f, v in zip(found, verified) if v >= self.verifier.threshold]
+
+    def _look_again(self, image: np.ndarray, found: list) -> list:
+        """Each detection replaced by the verified faces BlazeFace finds in a window ``second_look`` times
+        its side around it (kept where it finds none); then the best of any overlapping results."""
+        h, w = image.shape[:2]
+        looks = []
+        for box, _, _ in found:
+            side = int(round(max(box[2], box[3]) * self.second_look))
+            x0 = int(round(box[0] + box[2] / 2 - side / 2))
+            y0 = int(round(box[1] + box[3] / 2 - side / 2))
+            window = np.zeros((side, side, 3), np.uint8)  # parts outside the frame read as black
+            ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+            if ax1 > ax0 and ay1 > ay0:
+                window[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = image[ay0:ay1, ax0:ax1]
+            boxes, scores, points = self._run(window, x0, y0)
+            looks.append(self._suppress(boxes, scores, points) if len(scores) else [])
+        seen = self._verified(image, [d for look in looks for d in look])
+        results = []
+        for first, look in zip(found, looks):
+            again = [d for d in look if any(d is s for s in seen)]
+            results.extend(again or [first])
+        results.sort(key=lambda d: -d[1])
+        kept = []
+        for d in results:
+            if not kept or _box_iou(d[0], np.array([k[0] for k in kept])).max() <= self.iou_threshold:
+                kept.append(d)
+        return kept
 
     def _suppress(self, boxes, scores, points):
         """Weighted NMS: each best remaining detection absorbs those overlapping it, averaged by score."""

@@ -143,7 +143,7 @@ def test_blazeface_finds_the_face_framed_as_fer2013(astronaut):
     # FER2013's faces. BlazeFace's converted box, calibrated on FER2013's faces, is 1.2 times that here.
     x, y, w, h = face.box
     assert w == h and 90 <= w <= 130 and abs(x + w / 2 - 223) < 10 and abs(y + h / 2 - 113) < 12
-    assert face.score >= BlazeFaceDetector.confirm_score and {"left_eye", "right_eye"} <= set(face.landmarks)
+    assert face.score >= BlazeFaceDetector.UNVERIFIED_CONFIRM_SCORE and {"left_eye", "right_eye"} <= set(face.landmarks)
     raw = BlazeFaceDetector(fer_framing=False).detect(astronaut)[0]
     assert raw.box[2] < w  # BlazeFace's own box runs from the brows to the chin
 
@@ -155,9 +155,10 @@ def test_blazeface_tiles_find_small_faces_in_wide_frames():
     frame = np.full((480, 640), 120, np.uint8)
     frame[200:250, 300:350] = cv2.resize(face, (50, 50), interpolation=cv2.INTER_AREA)  # a 50 px face
     rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-    single = BlazeFaceDetector(tiles=False).detect(rgb)
-    (tiled,) = BlazeFaceDetector().detect(rgb)
-    assert tiled.score > max([f.score for f in single], default=0) and tiled.score >= BlazeFaceDetector.confirm_score
+    single = BlazeFaceDetector(tiles=False, second_look=None).detect(rgb)  # the tiles alone, before any second look
+    (tiled,) = BlazeFaceDetector(second_look=None).detect(rgb)
+    assert tiled.score > max([f.score for f in single], default=0)
+    assert tiled.score >= BlazeFaceDetector.UNVERIFIED_CONFIRM_SCORE
     assert abs(tiled.box[0] + tiled.box[2] / 2 - 325) < 8 and abs(tiled.box[1] + tiled.box[3] / 2 - 225) < 8
     with pytest.raises(ValueError, match="unknown BlazeFace model"):
         BlazeFaceDetector(model="tiny")
@@ -226,3 +227,47 @@ def test_aligned_crops_undo_a_head_tilt(astronaut):
         return np.corrcoef(crop[..., 0].astype(float).ravel(), reference)[0, 1]
 
     assert similarity(crop_face(turned, face, 64, align=True)) > similarity(crop_face(turned, face, 64)) + 0.05
+
+
+def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astronaut):
+    """Issue 28: on textures BlazeFace's coarse anchors put verified boxes 1.5-3x too big around faces. The
+    second look (BlazeFace again in a window around each box) returns the face's own box, two boxes for
+    a box over two faces, and leaves a box alone where the window shows no verified face."""
+    from fer_keras.data.textures import texture
+    from fer_keras.detection import BlazeFaceDetector, iou
+
+    face = astronaut[40:190, 150:290]  # the head with some hair and background around it
+    frame = cv2.cvtColor(texture("fabric", 480, 640, np.random.default_rng(3)), cv2.COLOR_GRAY2RGB)
+    frame[150:250, 120:220] = cv2.resize(face, (100, 100), interpolation=cv2.INTER_AREA)
+    frame[160:260, 260:360] = cv2.resize(face[:, ::-1], (100, 100), interpolation=cv2.INTER_AREA)
+    plain = BlazeFaceDetector(fer_framing=False, second_look=None)
+    truth = sorted(f.box for f in plain.detect(frame))
+    assert len(truth) == 2
+    detector = BlazeFaceDetector(fer_framing=False)
+    points = np.zeros((6, 2), np.float32)
+
+    def look(box, image=frame):
+        found = detector._look_again(image, [(np.array(box, float), 0.6, points)])
+        return sorted(tuple(int(round(v)) for v in b) for b, _, _ in found)
+
+    x, y, w, h = truth[0]
+    around = look((x - w / 2, y - h / 2, 2 * w, 2 * h))  # twice the face's size (its window shows both)
+    assert len(around) == 2 and all(iou(b, t) > 0.7 for b, t in zip(around, truth))
+    alone = frame.copy()
+    alone[160:260, 260:360] = frame[300:400, 260:360]  # the second face covered by texture
+    (one,) = look((x - w / 2, y - h / 2, 2 * w, 2 * h), alone)
+    assert iou(one, truth[0]) > 0.7
+    both = look((100, 100, 290, 190))  # one box over both faces
+    assert len(both) == 2 and all(iou(b, t) > 0.7 for b, t in zip(both, truth))
+    empty = (480, 330, 120, 120)  # texture only
+    assert look(empty) == [empty]
+    assert len(detector.detect(frame)) == 2
+    with pytest.raises(ValueError, match="second_look"):
+        BlazeFaceDetector(second_look=1.0)
+
+
+def test_verified_faces_need_no_second_detection_unverified_ones_do():
+    from fer_keras.detection import BlazeFaceDetector
+
+    assert BlazeFaceDetector().confirm_score == 0.0
+    assert BlazeFaceDetector(verify=None).confirm_score == BlazeFaceDetector.UNVERIFIED_CONFIRM_SCORE == 0.75
