@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face detector of --detect. Default: %(default)s")
     p.add_argument("--min-score", type=float, default=None,
                    help="least detection score of a face to explain (one photo has no second detection to confirm "
-                        "a doubtful face). Default: the detector's confirm score (BlazeFace 0.75, MTCNN 0.9)")
+                        "a doubtful face). Default: the detector's confirm score (0 for BlazeFace, whose faces O-Net "
+                        "confirms; MTCNN 0.9)")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
                    help="with --detect: frame each face from its eyes and mouth (level, scaled and centred as "
                         "FER2013) instead of the detector's box; --no-align: the box. Default: %(default)s")
