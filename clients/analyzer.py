@@ -101,7 +101,8 @@ class VideoAnalyzer:
         config = config or AnalyzerConfig()
         self.client = client
         self.config = config
-        self.detector = detector or make_detector(config.detector)
+        once = config.detector == "blazeface" and not config.second_look
+        self.detector = detector or make_detector(config.detector, **({"second_look": None} if once else {}))
         if config.explain != "none" and explainer is None:
             client.explanation_signature(config.explain)  # a server without it: one clear error before any frame
             explainer = lambda crops: client.explain(crops, config.explain)[1]  # noqa: E731

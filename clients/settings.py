@@ -30,6 +30,9 @@ class AnalyzerConfig:
             reproduces FER2013's framing (``fer_keras.detection.FER_MARGIN``).
         align: frame each face from its keypoints before classifying: eyes level, scaled and centred
             as FER2013 frames faces (``fer_keras.detection.keypoint_square``); False: the detector's box.
+        second_look: BlazeFace looks at each face again in a window 2.5 times its box (the face's own
+            scale where the first box was too big; ``fer_keras.detection.BlazeFaceDetector``); False saves
+            one BlazeFace pass per face at each detection (videos of many faces per frame).
         queue_size: frames buffered between stages.
         alpha: heatmap opacity in the annotated video.
         iou_threshold: least IoU for a detection to continue a track.
@@ -54,6 +57,7 @@ class AnalyzerConfig:
     max_in_flight: int = 3
     margin: float = FER_MARGIN
     align: bool = True
+    second_look: bool = True
     queue_size: int = 32
     alpha: float = 0.4
     iou_threshold: float = 0.3

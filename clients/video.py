@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--align", action=argparse.BooleanOptionalAction, default=D.align,
                    help="frame each face from its eyes and mouth (level, scaled and centred as FER2013) instead "
                         "of the detector's box; --no-align: the box. Default: %(default)s")
+    a.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=D.second_look,
+                   help="BlazeFace looks at each face again in a window 2.5 times its box, where a box at the "
+                        "wrong scale comes out at the face's own; --no-second-look saves one BlazeFace pass per "
+                        "face at each detection. Default: %(default)s")
     return p
 
 
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             max_in_flight=args.max_in_flight,
             margin=args.margin,
             align=args.align,
+            second_look=args.second_look,
             box_smoothing=args.box_smoothing,
             confirm_score=args.confirm_score,
             cuts=not args.no_cuts,

@@ -288,3 +288,15 @@ def test_frame_times_come_from_the_source(server, video, tmp_path):
     jsonl = tmp_path / "frames.jsonl"
     analyzer.run(vfr, jsonl=jsonl, progress=False)
     assert [json.loads(line)["time"] for line in jsonl.read_text().splitlines()] == times
+
+
+def test_the_second_look_can_be_turned_off(server, video, tmp_path):
+    """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
+    still runs and finds its face."""
+    client = EmotionClient(server.address)
+    assert VideoAnalyzer(client, AnalyzerConfig(explain="none")).detector.second_look == 2.5
+    assert VideoAnalyzer(client, AnalyzerConfig(explain="none", second_look=False)).detector.second_look is None
+    out = tmp_path / "out"
+    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
+                       "--no-video", "--no-second-look", "--limit", "10"]) == 0
+    assert any(r["faces"] for r in _records(out))
