@@ -25,11 +25,19 @@ size. Reported: false boxes per frame for each kind and over all.
     python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
     python -m benchmarks.detectors --detectors blazeface,blazeface-once   # with and without the second look
     python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
+    python -m benchmarks.detectors --video runs/vb-textured --every 5 --detectors blazeface,blazeface-look3.0
+
+``--video FOLDER`` (repeatable) scores the detectors on every ``--every``-th
+frame of a benchmark video (``test.mp4`` and ``truth.json`` as
+``benchmarks.video_benchmark`` writes them) instead of on the scenes: the
+detector alone, without the video client's tracking. ``blazeface-lookX`` is
+BlazeFace with a second-look window of X box sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -49,9 +57,13 @@ def make(name: str):
     if name.startswith("blazeface"):
         words = name.split("-")[1:]
         model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
-        return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words,
-                                 **({"verify": None} if "unverified" in words else {}),
-                                 **({"second_look": None} if "once" in words else {}))
+        options = {"verify": None} if "unverified" in words else {}
+        if {"once", "unverified"} & set(words):  # BlazeFace alone is the detector before issue 28: no second look
+            options["second_look"] = None
+        for word in words:
+            if word.startswith("look"):
+                options["second_look"] = float(word[4:])
+        return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words, **options)
     return make_detector(name)
 
 
@@ -101,6 +113,46 @@ def measure(detector, frames) -> dict:
             "keypoint_along": float(np.median(keypoint_along)) if keypoint_along else np.nan,
             "keypoint_template": {k: [round(float(v), 3) for v in np.median(np.array(p), axis=0)]
                                   for k, p in sorted(template.items())}}
+
+
+def video_frames(folder: Path, every: int) -> list:
+    """Every ``every``-th frame of a benchmark video (RGB) with its true boxes, as :func:`measure` takes them."""
+    import cv2
+
+    truth = json.loads((folder / "truth.json").read_text())
+    capture, frames, index = cv2.VideoCapture(str(folder / "test.mp4")), [], 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % every == 0 and index < len(truth):
+            placed = [(g["label"], tuple(g["box"])) for g in truth[index]]
+            frames.append((cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), placed))
+        index += 1
+    return frames
+
+
+def _videos(args) -> int:
+    folders = [Path(v) for v in args.video]
+    missing = [str(f) for f in folders if not (f / "test.mp4").is_file() or not (f / "truth.json").is_file()]
+    if missing or args.every < 1:
+        print(f"--video needs folders holding test.mp4 and truth.json (missing in: {', '.join(missing) or '-'}), "
+              f"--every a count of 1 or more; got {args.every}", file=sys.stderr)
+        return 2
+    try:
+        detectors = {name: make(name) for name in args.detectors.split(",")}
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(f"machine: {describe()}")
+    print(f"{'video':<28}{'detector':<22}{'frames':>7}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}")
+    for folder in folders:
+        frames = video_frames(folder, args.every)
+        for name, det in detectors.items():
+            r = measure(det, frames)
+            print(f"{str(folder):<27} {name:<22}{len(frames):>7}{r['recall']:8.3f}{r['false_per_frame']:9.3f}"
+                  f"{r['ms_per_frame']:9.1f}", flush=True)
+    return 0
 
 
 PHOTOGRAPHS = ("coffee", "chelsea", "rocket", "moon", "coins", "hubble_deep_field", "immunohistochemistry", "text")
@@ -160,7 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--empty-frames", type=int, default=0, help="face-free frames of each kind (0: none)")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="face sizes in the scenes (px)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", action="append", default=[], metavar="FOLDER",
+                   help="score on a benchmark video's frames instead of the scenes (repeatable)")
+    p.add_argument("--every", type=int, default=5, help="with --video: every n-th frame. Default: %(default)s")
     args = p.parse_args(argv)
+    if args.video:
+        return _videos(args)
     try:
         backgrounds = [b for b in args.backgrounds.split(",") if b]
         sizes = [int(v) for v in args.sizes.split(",") if v]

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
                    help="crops framed from the keypoints (--no-align: from the box). Default: the analyzer's")
     p.add_argument("--no-verify", action="store_true",
-                   help="BlazeFace without its O-Net verification (the detector before issue 28)")
+                   help="BlazeFace alone: no O-Net verification and no second look (the detector before issue 28)")
     p.add_argument("--no-second-look", action="store_true",
                    help="BlazeFace verified but without its second look (the detector of session 10)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
@@ -300,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_verify or args.no_second_look:
             from fer_keras.detection import BlazeFaceDetector
 
-            detector = BlazeFaceDetector(**({"verify": None} if args.no_verify else {}),
-                                         **({"second_look": None} if args.no_second_look else {}))
+            detector = BlazeFaceDetector(**({"verify": None} if args.no_verify else {}), second_look=None)
         elif args.candidate_threshold is not None and args.detector == "mtcnn":
             from fer_keras.detection import MTCNNDetector
 

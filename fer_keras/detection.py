@@ -223,7 +223,7 @@ class FaceVerifier:
             net.build()
             net.set_weights(load_weights("onet.lz4"))
             # One traced graph for any number of patches: the eager Keras call cost ~20 ms a call here, most
-            # of a verified detection's time; the graph runs the same layers in 1-2 ms.
+            # of a verified detection's time; the graph about 5 ms (profiled beside a training run).
             self._net = tf.function(lambda x: net(x, training=False)[2],
                                     input_signature=[tf.TensorSpec([None, self.PATCH, self.PATCH, 3], tf.float32)])
         return self._net
@@ -340,7 +340,8 @@ class BlazeFaceDetector:
     # 0.59. Faces BlazeFace alone scores below this are shown once a second detection confirms them (see
     # clients.tracking). Verified by O-Net, a detection has had its second opinion, and ``confirm_score``
     # is 0: every verified face is shown at once (on three textured videos the wait for a second
-    # detection hid 37-39 % of faces on the first frame of each shot; BENCHMARKS.md, issue 28).
+    # detection held recall on each shot's first frame at 0.61-0.63, against 0.94-0.95 without it;
+    # BENCHMARKS.md, issue 28).
     UNVERIFIED_CONFIRM_SCORE = 0.75
     MODELS = {  # file, input side, anchor strides, anchors per cell
         "full": ("face_detection_full_range.tflite", 192, (4,), (1,)),
@@ -427,7 +428,7 @@ class BlazeFaceDetector:
         h, w = image.shape[:2]
         looks = []
         for box, _, _ in found:
-            side = int(round(max(box[2], box[3]) * self.second_look))
+            side = max(int(round(max(box[2], box[3]) * self.second_look)), 8)
             x0 = int(round(box[0] + box[2] / 2 - side / 2))
             y0 = int(round(box[1] + box[3] / 2 - side / 2))
             window = np.zeros((side, side, 3), np.uint8)  # parts outside the frame read as black
@@ -436,11 +437,10 @@ class BlazeFaceDetector:
                 window[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = image[ay0:ay1, ax0:ax1]
             boxes, scores, points = self._run(window, x0, y0)
             looks.append(self._suppress(boxes, scores, points) if len(scores) else [])
-        seen = self._verified(image, [d for look in looks for d in look])
+        seen = {id(d) for d in self._verified(image, [d for look in looks for d in look])}
         results = []
         for first, look in zip(found, looks):
-            again = [d for d in look if any(d is s for s in seen)]
-            results.extend(again or [first])
+            results.extend([d for d in look if id(d) in seen] or [first])
         results.sort(key=lambda d: -d[1])
         kept = []
         for d in results:

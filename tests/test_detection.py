@@ -261,7 +261,10 @@ def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astr
     assert len(both) == 2 and all(iou(b, t) > 0.7 for b, t in zip(both, truth))
     empty = (480, 330, 120, 120)  # texture only
     assert look(empty) == [empty]
-    assert len(detector.detect(frame)) == 2
+    looked = []
+    detector._look_again = lambda image, found: looked.append(len(found)) or found  # detect() takes the second look
+    assert len(detector.detect(frame)) == 2 and looked == [2]
+    del detector._look_again
     with pytest.raises(ValueError, match="second_look"):
         BlazeFaceDetector(second_look=1.0)
 

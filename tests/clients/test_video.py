@@ -290,13 +290,22 @@ def test_frame_times_come_from_the_source(server, video, tmp_path):
     assert [json.loads(line)["time"] for line in jsonl.read_text().splitlines()] == times
 
 
-def test_the_second_look_can_be_turned_off(server, video, tmp_path):
+def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch):
     """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
-    still runs and finds its face."""
+    still runs, with a detector that skips it, and finds its face."""
+    import clients.analyzer
+
     client = EmotionClient(server.address)
     assert VideoAnalyzer(client, AnalyzerConfig(explain="none")).detector.second_look == 2.5
-    assert VideoAnalyzer(client, AnalyzerConfig(explain="none", second_look=False)).detector.second_look is None
+    built = []
+
+    class Recording(VideoAnalyzer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self.detector.second_look)
+
+    monkeypatch.setattr(clients.analyzer, "VideoAnalyzer", Recording)
     out = tmp_path / "out"
     assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
                        "--no-video", "--no-second-look", "--limit", "10"]) == 0
-    assert any(r["faces"] for r in _records(out))
+    assert built == [None] and any(r["faces"] for r in _records(out))
