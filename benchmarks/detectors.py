@@ -62,7 +62,11 @@ def make(name: str):
             options["second_look"] = None
         for word in words:
             if word.startswith("look"):
-                options["second_look"] = float(word[4:])
+                try:
+                    options["second_look"] = float(word[4:])
+                except ValueError:
+                    raise ValueError(f"detector {name!r}: lookX takes the second-look window in box sides, "
+                                     f"e.g. blazeface-look2.5; got {word!r}") from None
         return BlazeFaceDetector(model=model, fer_framing="raw" not in words, tiles="single" not in words, **options)
     return make_detector(name)
 
@@ -232,6 +236,11 @@ def main(argv=None) -> int:
     if unknown:
         print(f"unknown background(s) {sorted(unknown)}; choose from: blurred-noise, textured", file=sys.stderr)
         return 2
+    try:
+        detectors = {name: make(name) for name in args.detectors.split(",")}
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not Path(args.fer2013, args.split).is_dir():
         print(f"FER2013 not found at {args.fer2013} (its {args.split}/ folder)", file=sys.stderr)
         return 2
@@ -246,7 +255,6 @@ def main(argv=None) -> int:
     chosen = faces.images[subsample(faces.labels, args.faces, args.seed)]
     print(f"machine: {describe()}")
     print(f"{len(chosen)} FER2013 {args.split} faces per size, pasted into 640x480 scenes")
-    detectors = {name: make(name) for name in args.detectors.split(",")}
     print(f"{'detector':<22}{'background':<15}{'size':>6}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}{'side':>7}"
           f"{'dx':>7}{'dy':>7}{'kp side':>8}{'kp along':>9}")
     templates = []

@@ -35,3 +35,12 @@ def test_video_frames_are_scored_against_their_truth(tmp_path, capsys):
     assert all(float(r[3]) == 1.0 and float(r[4]) == 0.0 for r in rows), rows
     assert main(["--video", str(tmp_path / "nowhere")]) == 2
     assert "holding test.mp4 and truth.json (missing in:" in capsys.readouterr().err
+
+
+def test_a_malformed_detector_name_gets_one_clear_error(tmp_path, capsys):
+    for name in ("blazeface-lookx", "blazeface-look0.5", "nosuchdetector"):
+        assert main(["--detectors", name, "--fer2013", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    main(["--detectors", "blazeface-lookx", "--fer2013", str(tmp_path)])
+    assert "'lookx'" in capsys.readouterr().err
