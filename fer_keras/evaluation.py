@@ -37,6 +37,11 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 128, flip
     return np.asarray(outputs["probabilities"])
 
 
+def predict_logits(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """The ``logits`` output (before the softmax) of a Keras model for ``[N, H, W, C]`` faces."""
+    return np.asarray(model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0)["logits"])
+
+
 def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict:
     """Accuracy, per-class recall / precision / F1, macro-F1 and confusion matrix."""
     k = len(classes)
