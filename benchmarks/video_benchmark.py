@@ -8,8 +8,9 @@ against the local server (started here) and prints frames per second end to
 end, time per stage, detection recall against the ground truth (IoU >= 0.4,
 one to one), false boxes per frame (drawn boxes that match no face, overall
 and in the first 10 frames of each shot), six-class accuracy over the faces
-found, tracks that continue across a cut or onto another face, and how often
-each face's heatmap was refreshed.
+found beside the accuracy on the same faces' own FER2013 images, tracks that
+continue across a cut or onto another face, and how often each face's heatmap
+was refreshed.
 
     python -m benchmarks.video_benchmark                                  # the shipped model
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --out runs/video-bench
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -43,7 +45,7 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
     blurred noise around a new grey level; ``textured``: a texture of ``fer_keras.data.textures``, walls,
     fabric, foliage or noise, drawn at random) and one to three new FER2013 test faces of 120-200 px
     drifting apart (none with ``with_faces=False``: a face-free video, the same backgrounds). Returns per
-    frame the faces' boxes, labels and shot numbers."""
+    frame the faces' boxes, labels, shot numbers and sources (the FER2013 image, relative to ``fer2013``)."""
     from fer_keras.data.readers.fer2013 import read_fer2013
     from fer_keras.data.taxonomy import SIX
 
@@ -68,7 +70,7 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
             for _attempt in range(20):  # apart from the faces placed already, with room to drift
                 pos = np.array([rng.uniform(0, width - side), rng.uniform(0, height - side)])
                 if all(abs(pos[0] - p[0]) > (side + s) / 2 + 30 or abs(pos[1] - p[1]) > (side + s) / 2 + 30
-                       for _, _, p, s, _ in people):
+                       for _, _, p, s, _, _ in people):
                     break
             else:
                 continue
@@ -76,15 +78,16 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
             face = cv2.resize(
                 cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC
             )
-            people.append((face, SIX.index(record.emotion), pos, side, rng.uniform(-1.5, 1.5, 2)))
+            source = Path(os.path.relpath(record.path, fer2013)).as_posix()
+            people.append((face, SIX.index(record.emotion), pos, side, rng.uniform(-1.5, 1.5, 2), source))
         for f in range(start, min(frames, start + cut_every)):
             frame = backdrop.copy()
             boxes = []
-            for face, label, pos, side, vel in people if with_faces else ():
+            for face, label, pos, side, vel, source in people if with_faces else ():
                 x, y = pos + vel * (f - start)
                 xi, yi = int(np.clip(x, 0, width - side)), int(np.clip(y, 0, height - side))
                 frame[yi:yi + side, xi:xi + side] = face
-                boxes.append({"box": [xi, yi, side, side], "label": label, "shot": shot})
+                boxes.append({"box": [xi, yi, side, side], "label": label, "shot": shot, "source": source})
             writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
             truth.append(boxes)
     writer.release()
@@ -159,8 +162,22 @@ def _on_face(truth_box, box) -> float:
     return float(inside and 0.5 < max(w, h) / max(gw, gh) < 2)
 
 
+def clean_predictions(client, fer2013: Path, truth: list[list[dict]]) -> dict[str, str] | None:
+    """The served model's class for each pasted face's own FER2013 image, resized to the model's input as
+    the datasets are (None when the truth names no sources: a video built before they were recorded, or
+    the images are not at ``fer2013``)."""
+    from fer_keras.data.faces import _resize
+
+    sources = sorted({g["source"] for gt in truth for g in gt if "source" in g})
+    if not sources or not all((fer2013 / s).is_file() for s in sources):
+        return None
+    faces = np.stack([_resize(cv2.imread(str(fer2013 / s), cv2.IMREAD_GRAYSCALE), client.face_size)
+                      for s in sources])[..., None]
+    return dict(zip(sources, client.predict(faces).labels))
+
+
 def score(truth: list[list[dict]], records: list[dict], classes, region: str = "box", criterion: str = "iou",
-          least_iou: float = 0.4) -> dict:
+          least_iou: float = 0.4, clean: dict[str, str] | None = None) -> dict:
     """Recall of ground-truth faces, accuracy of the classified ones, and the boxes that match no face.
 
     ``region`` is the face region matched against the ground truth: "box" (the
@@ -171,13 +188,14 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     is within a factor of 2 (the face was found, however its box is framed).
     Where the ground truth has shots, also: false boxes in the first 10 frames
     of a shot, tracks seen in more than one shot, and tracks that matched more
-    than one face.
+    than one face. With ``clean`` (each source image's predicted class, the face as its dataset crops it),
+    also the accuracy of those predictions over the same found faces: what the pipeline's crops cost.
     """
     from clients.tracking import iou
 
     match = iou if criterion == "iou" else _on_face
     least = least_iou if criterion == "iou" else 1.0
-    total = found = correct = false = false_early = early_frames = 0
+    total = found = correct = false = false_early = early_frames = clean_correct = clean_found = 0
     overlaps = []
     shots_of_track: dict[int, set] = {}
     faces_of_track: dict[int, set] = {}
@@ -201,6 +219,9 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
                 face = record["faces"][best_i]
                 predicted = max(face["smoothed"].items(), key=lambda kv: kv[1])[0]
                 correct += predicted == classes[g["label"]]
+                if clean is not None and g.get("source") in clean:
+                    clean_found += 1
+                    clean_correct += clean[g["source"]] == classes[g["label"]]
                 faces_of_track.setdefault(face.get("track"), set()).add((g.get("shot"), k))
         for face in record["faces"]:
             if gt and "shot" in gt[0]:
@@ -217,6 +238,9 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
         "false_boxes_per_frame": false / max(len(records), 1),
         "median_overlap_of_found": float(np.median(overlaps)) if overlaps else None,
     }
+    if clean_found:
+        result["clean_accuracy_of_found"] = clean_correct / clean_found
+        result["found_with_source"] = clean_found
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
                       tracks=len(shots_of_track),
@@ -238,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a face-free video (with --cut-every): every box drawn is a false one")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
                    help="crops framed from the keypoints (--no-align: from the box). Default: the analyzer's")
+    p.add_argument("--level", action=argparse.BooleanOptionalAction, default=None,
+                   help="keypoint-framed crops turned to level the eyes. Default: the analyzer's")
     p.add_argument("--no-verify", action="store_true",
                    help="BlazeFace alone: no O-Net verification and no second look (the detector before issue 28)")
     p.add_argument("--no-second-look", action="store_true",
@@ -293,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         client = EmotionClient(server.address, "gimefive")
         tuned = {k: v for k, v in (("margin", args.margin), ("box_smoothing", args.box_smoothing),
                                    ("detector", args.detector), ("confirm_score", args.confirm_score),
-                                   ("align", args.align)) if v is not None}
+                                   ("align", args.align), ("level", args.level)) if v is not None}
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
@@ -308,10 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         analyzer = VideoAnalyzer(client, config, detector=detector)
         summary = analyzer.run(open_source(str(video)), video_out=out / "annotated.mp4",
                                jsonl=out / "frames.jsonl", progress=False)
+        clean = clean_predictions(client, Path(args.fer2013), truth)
     finally:
         server.stop(grace=1.0)
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
-    quality = score(truth, records, client.classes)
+    quality = score(truth, records, client.classes, clean=clean)
     cropped = score(truth, records, client.classes, region="crop")
     centred = score(truth, records, client.classes, region="crop", criterion="centre")
     refreshes = sum(f["heatmap_refreshed"] for r in records for f in r["faces"])
@@ -324,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         f"instances; detector {config.detector} every {args.detect_every} frames, explanations "
         f"{args.explain + ' every ' + str(args.explain_every) + ' frames' if args.explain != 'none' else 'off'}; "
         f"crop margin {config.margin}, box smoothing {config.box_smoothing}, crops from "
-        f"{'the keypoints' if config.align else 'the box'}"
+        f"{('the keypoints, levelled' if config.level else 'the keypoints') if config.align else 'the box'}"
         f"{', BlazeFace unverified' if args.no_verify else ''}"
         f"{', BlazeFace without its second look' if args.no_second_look else ''}"
         f"; cuts found: {len(summary.get('cuts', []))}"
@@ -337,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}; median IoU of the found "
         f"{quality['median_overlap_of_found'] or float('nan'):.3f}"
     )
+    if "clean_accuracy_of_found" in quality:
+        print(f"the same found faces, each classified from its own FER2013 image (the dataset's crop): accuracy "
+              f"{quality['clean_accuracy_of_found']:.3f}; the pipeline's crops cost "
+              f"{100 * (quality['clean_accuracy_of_found'] - quality['accuracy_of_found']):.1f} points")
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "

@@ -157,7 +157,7 @@ class VideoAnalyzer:
             self.times["encode"] += time.perf_counter() - start
 
     def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
-        return crop_face(frame, face, self.client.face_size, self.config.margin, self.config.align)
+        return crop_face(frame, face, self.client.face_size, self.config.margin, self.config.align, self.config.level)
 
     def _submit(self, batch: list[tuple[int, np.ndarray]], detections: dict[int, list[Face]], cuts: set[int]) -> _Chunk:
         per_frame, crops = [], []
@@ -227,7 +227,8 @@ class VideoAnalyzer:
         for (track, index, _, face), heatmap in zip(stale, maps):
             track.heatmap, track.heatmap_frame = heatmap, index
             # where the map's mass lies on this face: eyes / nose / mouth from its keypoints in the crop
-            masks, _ = face_regions(keypoints_in_crop(face, size, self.config.margin, self.config.align), size)
+            masks, _ = face_regions(keypoints_in_crop(face, size, self.config.margin, self.config.align,
+                                                      self.config.level), size)
             track.heatmap_regions = region_shares(heatmap, masks)
         self.times["explain"] += time.perf_counter() - start
 

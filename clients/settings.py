@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fer_keras.detection import FER_MARGIN
+from fer_keras.detection import FER_MARGIN, LEVEL_EYES
 from fer_keras.explain.methods import DEFAULT_METHOD, SERVED_METHODS
 
 EXPLAIN_CHOICES = (*SERVED_METHODS, "none")
@@ -28,8 +28,10 @@ class AnalyzerConfig:
         max_in_flight: Predict calls outstanding at once.
         margin: crop margin around a box (share of its side); the default
             reproduces FER2013's framing (``fer_keras.detection.FER_MARGIN``).
-        align: frame each face from its keypoints before classifying: eyes level, scaled and centred
-            as FER2013 frames faces (``fer_keras.detection.keypoint_square``); False: the detector's box.
+        align: frame each face from its keypoints before classifying: scaled and centred as FER2013
+            frames faces (``fer_keras.detection.keypoint_square``); False: the detector's box.
+        level: with ``align``, also turn each crop to level the eyes (off: FER2013's faces are not
+            levelled, and levelled crops scored lower; ``fer_keras.detection.LEVEL_EYES``).
         second_look: BlazeFace looks at each face again in a window 2.5 times its box (the face's own
             scale where the first box was too big; ``fer_keras.detection.BlazeFaceDetector``); False saves
             one BlazeFace pass per face at each detection (videos of many faces per frame).
@@ -57,6 +59,7 @@ class AnalyzerConfig:
     max_in_flight: int = 3
     margin: float = FER_MARGIN
     align: bool = True
+    level: bool = LEVEL_EYES
     second_look: bool = True
     queue_size: int = 32
     alpha: float = 0.4

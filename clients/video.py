@@ -107,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="least appearance correlation for a detection to continue a track (0: boxes only). "
                         "Default: %(default)s")
     a.add_argument("--align", action=argparse.BooleanOptionalAction, default=D.align,
-                   help="frame each face from its eyes and mouth (level, scaled and centred as FER2013) instead "
+                   help="frame each face from its eyes and mouth (scaled and centred as FER2013) instead "
                         "of the detector's box; --no-align: the box. Default: %(default)s")
+    a.add_argument("--level", action=argparse.BooleanOptionalAction, default=D.level,
+                   help="with --align, also turn each crop to level the eyes (FER2013's faces are not levelled; "
+                        "levelled crops scored lower, BENCHMARKS.md). Default: %(default)s")
     a.add_argument("--second-look", action=argparse.BooleanOptionalAction, default=D.second_look,
                    help="BlazeFace looks at each face again in a window 2.5 times its box, where a box at the "
                         "wrong scale comes out at the face's own; --no-second-look saves one BlazeFace pass per "
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             max_in_flight=args.max_in_flight,
             margin=args.margin,
             align=args.align,
+            level=args.level,
             second_look=args.second_look,
             box_smoothing=args.box_smoothing,
             confirm_score=args.confirm_score,

@@ -32,6 +32,11 @@ FER_MARGIN = 0.0
 # keypoints (python -m benchmarks.detectors --split train --detectors blazeface --faces 200 --sizes
 # 250,200,150,100): side 2.44-2.67, centre 0.25-0.27 at every size, over blurred noise and textures.
 KEYPOINT_FRAMING = (2.52, 0.26)
+# Whether keypoint-framed crops also turn the face to level its eyes. FER2013's faces are not levelled
+# (heads tilt in them as in life), and the classifiers train on them so: levelling the crop scored 0.7-2.9
+# points lower on three textured benchmark videos and x-y points on the robustness report's detector
+# rows (BENCHMARKS.md, "Levelled or not", session 12); crop_face(level=True) still levels.
+LEVEL_EYES = False
 
 
 @dataclass
@@ -545,7 +550,8 @@ def keypoint_square(face: Face) -> tuple[float, float, float, float] | None:
     return float(cx), float(cy), factor * length, float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
 
 
-def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> np.ndarray:
+def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False,
+                   level: bool = LEVEL_EYES) -> np.ndarray:
     """The 2x3 affine matrix :func:`crop_face` warps the image with (image pixels -> crop pixels), so
     that points of the image (a face's keypoints) can be followed into the crop."""
     cx, cy, side = crop_square(face.box, margin)
@@ -557,19 +563,23 @@ def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: boo
     elif align and "left_eye" in face.landmarks and "right_eye" in face.landmarks:
         (lx, ly), (rx, ry) = face.landmarks["left_eye"], face.landmarks["right_eye"]
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+    if not level:
+        angle = 0.0
     # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
     m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
     m[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)
     return m
 
 
-def keypoints_in_crop(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> dict:
+def keypoints_in_crop(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False,
+                      level: bool = LEVEL_EYES) -> dict:
     """``face``'s keypoints in the pixels of the crop :func:`crop_face` cuts with the same arguments."""
-    m = crop_transform(face, size, margin, align)
+    m = crop_transform(face, size, margin, align, level)
     return {name: tuple(float(v) for v in m @ np.array([x, y, 1.0])) for name, (x, y) in face.landmarks.items()}
 
 
-def crop_face(image: np.ndarray, face: Face, size: int, margin: float = FER_MARGIN, align: bool = False) -> np.ndarray:
+def crop_face(image: np.ndarray, face: Face, size: int, margin: float = FER_MARGIN, align: bool = False,
+              level: bool = LEVEL_EYES) -> np.ndarray:
     """Cuts ``face`` out of an RGB ``image`` as a square ``[size, size, 1]`` grayscale uint8 crop.
 
     Args:
@@ -578,12 +588,13 @@ def crop_face(image: np.ndarray, face: Face, size: int, margin: float = FER_MARG
         size: output side (the model's input size).
         margin: extra border, as a fraction of the box side, on every side
             (the default reproduces FER2013's framing, see ``FER_MARGIN``).
-        align: frame the face from its keypoints (:func:`keypoint_square`): eyes level, scaled and
-            centred as FER2013 frames faces; without eyes and mouth, only the eyes are levelled (where
-            there are eye landmarks) within the box's square.
+        align: frame the face from its keypoints (:func:`keypoint_square`): scaled and centred as
+            FER2013 frames faces; without eyes and mouth, the box's square.
+        level: with ``align``, also turn the crop so that the eyes are level (without the mouth, the
+            box's square is turned). Off by default: see ``LEVEL_EYES``.
     """
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    m = crop_transform(face, size, margin, align)
+    m = crop_transform(face, size, margin, align, level)
     side = size / float(np.hypot(m[0, 0], m[0, 1]))
     crop = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)

@@ -25,6 +25,7 @@ import numpy as np
 
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
+from fer_keras.detection import LEVEL_EYES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "client does (the report counts the images with no face: no_face)")
     p.add_argument("--detector", default="blazeface",
                    help="with --detect: blazeface (verified by O-Net), mtcnn or haar. Default: %(default)s")
+    p.add_argument("--level", action=argparse.BooleanOptionalAction, default=LEVEL_EYES,
+                   help="with --detect and --align: also turn each crop to level the eyes. Default: %(default)s")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
                    help="with --detect: frame each face from its eyes and mouth as FER2013 (--no-align: from the "
                         "detector's box). Default: %(default)s")
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.detector == "none":
                 raise ValueError("--detect needs a detector: blazeface, mtcnn or haar")
             total = len(faces)
-            faces, no_face = crop_detected_faces(faces, make_detector(args.detector), align=args.align)
+            faces, no_face = crop_detected_faces(faces, make_detector(args.detector), align=args.align,
+                                                 level=args.level)
             if leaked is not None:  # still by the whole images' pixels: a photo with a copy in training
                 leaked = leaked_mask(faces, *others)
             print(f"--detect: a face in {len(faces)} of {total} images ({len(no_face)} with none, left out)",
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         shifted_copy=args.shifted_copy,
     )
     if args.detect:
-        report.update(detect={"detector": args.detector, "align": args.align, "no_face": len(no_face),
+        report.update(detect={"detector": args.detector, "align": args.align, "level": args.level, "no_face": len(no_face),
                               "images": len(no_face) + report["n"], "no_face_images": no_face[:100]})
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():

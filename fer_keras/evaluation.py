@@ -158,7 +158,8 @@ def sample_accuracy(model, source: str, root: str | Path, classes: list[str], si
             "accuracy": round(float((predicted == faces.labels).mean()), 4), "flip_tta": flip_tta}
 
 
-def crop_detected_faces(faces: FaceSet, detector, *, align: bool = True) -> tuple[FaceSet, list[str]]:
+def crop_detected_faces(faces: FaceSet, detector, *, align: bool = True,
+                        level: bool | None = None) -> tuple[FaceSet, list[str]]:
     """Whole photographs cut to faces as the video pipeline cuts them: each image is read again from
     its file (at its own resolution), ``detector`` finds its faces, and the most confident one is
     cropped (``fer_keras.detection.crop_face``, keypoint framing unless ``align`` is False) at the
@@ -169,7 +170,7 @@ def crop_detected_faces(faces: FaceSet, detector, *, align: bool = True) -> tupl
     """
     import cv2
 
-    from fer_keras.detection import crop_face, read_rgb
+    from fer_keras.detection import LEVEL_EYES, crop_face, read_rgb
 
     size = faces.images.shape[1]
     keep, missing = [], []
@@ -186,7 +187,7 @@ def crop_detected_faces(faces: FaceSet, detector, *, align: bool = True) -> tupl
             missing.append(str(name))
             continue
         best = max(found, key=lambda f: f.score)
-        images[i] = crop_face(rgb, best, size, align=align)
+        images[i] = crop_face(rgb, best, size, align=align, level=LEVEL_EYES if level is None else level)
         keep.append(i)
     cropped = faces.select(np.array(keep, dtype=np.int64))
     cropped.images = images[np.array(keep, dtype=np.int64)] if keep else images[:0]

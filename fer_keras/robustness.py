@@ -37,6 +37,7 @@ import numpy as np
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
 from fer_keras.data.shifts import MAX_SEVERITY, SHIFTS, apply_shift
+from fer_keras.detection import LEVEL_EYES
 
 DETECTOR_PREFIX = "detector-"
 # Scene shifts: a prefix and the detector's name; the prefix names the scenes' background.
@@ -202,7 +203,7 @@ def _photo_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.nda
 
 def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed: int,
                    min_iou: float = 0.4, background: str = "blurred-noise",
-                   align: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   align: bool = False, level: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Crops ``detector`` makes of the faces pasted at ``side`` pixels, as the video client cuts them.
 
     Returns:
@@ -221,7 +222,7 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
             if best[0] >= min_iou:
                 used.add(best[1])
                 found.append(index)
-                crops.append(crop_face(frame, detections[best[1]], face_size, align=align))
+                crops.append(crop_face(frame, detections[best[1]], face_size, align=align, level=level))
     if not crops:
         return np.zeros((0,), np.int64), np.zeros((0, face_size, face_size, 1), np.uint8)
     return np.array(found), np.stack(crops)
@@ -229,12 +230,12 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
 
 def run_report(models: list[Scored], faces, shifts: list[str], severities: list[int], *, seed: int = 0,
                batch_size: int = 128, detector_faces: int = 300, cross: dict | None = None,
-               log=print, align: bool = False) -> dict:
+               log=print, align: bool = False, level: bool = False) -> dict:
     """The robustness report of ``models`` on ``faces`` (a FaceSet) as a JSON-able dict."""
     labels = faces.labels
     size = faces.images.shape[1]
     report = {"n": int(len(faces)), "classes": list(faces.taxonomy.classes), "severities": severities, "seed": seed,
-              "align": align, "models": {}, "shifts": {}}
+              "align": align, "level": level, "models": {}, "shifts": {}}
     clean_pred = {}
     for m in models:
         clean_pred[m.name] = m.predict(faces.images, batch_size)
@@ -257,7 +258,7 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
             sizes = scene_sizes(background)
             for s in severities:
                 found, crops = detector_crops(faces.images[chosen], detector, sizes[s - 1], size, seed,
-                                              background=background, align=align)
+                                              background=background, align=align, level=level)
                 report["shifts"][name]["detected"].append(len(found) / max(1, len(chosen)))
                 truth = labels[chosen][found]
                 for m in models:
@@ -386,8 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated shifts, or all: {', '.join(SHIFTS)}, and for each detector (blazeface, "
                         "mtcnn, haar) detector-NAME (scenes over blurred noise), textured-NAME (over textures) and "
                         "photo-NAME (portrait photographs). Default: %(default)s")
+    p.add_argument("--level", action=argparse.BooleanOptionalAction, default=LEVEL_EYES,
+                   help="with --align: also turn each detector crop to level the eyes (before session 12 the "
+                        "default). Default: %(default)s")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
-                   help="cut detector crops framed from the keypoints (eyes level, scaled and centred as FER2013; "
+                   help="cut detector crops framed from the keypoints (scaled and centred as FER2013; "
                         "fer_keras.detection.keypoint_square), as the video client does; --no-align: from the "
                         "detector's box (the reports before issue 28). Default: %(default)s")
     p.add_argument("--severities", default="1,2,3,4,5", help="severities 1 (mild) to 5. Default: %(default)s")
@@ -456,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                 from fer_keras.evaluation import crop_detected_faces
 
                 total = len(cross[name])
-                cross[name], missing = crop_detected_faces(cross[name], make_detector("blazeface"), align=args.align)
+                cross[name], missing = crop_detected_faces(cross[name], make_detector("blazeface"), align=args.align,
+                                                               level=args.level)
                 no_face[name] = {"images": total, "no_face": len(missing)}
                 print(f"--cross {name}: a face in {len(cross[name])} of {total} images", file=sys.stderr)
                 if not len(cross[name]):
@@ -465,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(models)} model(s)", file=sys.stderr)
         report = run_report(models, faces, shifts, severities, seed=args.seed, batch_size=args.batch_size,
                             detector_faces=args.detector_faces, cross=cross,
-                            log=lambda text: print(text, file=sys.stderr), align=args.align)
+                            log=lambda text: print(text, file=sys.stderr), align=args.align, level=args.level)
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -169,6 +169,7 @@ def test_evaluate_detect_crops_whole_photos_and_counts_those_without_a_face(tmp_
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["n"] == 2 and report["detect"]["no_face"] == 1 and report["detect"]["images"] == 3
     assert report["detect"]["no_face_images"][0].endswith("wall.png") and report["detect"]["align"] is True
+    assert report["detect"]["level"] is False  # keypoint framing without turning the face (FER2013 is not levelled)
     # the crops are the faces: both mirror images of the astronaut give mirrored crops
     from fer_keras.cli import data_config
     from fer_keras.data.sources import load_data
@@ -181,4 +182,7 @@ def test_evaluate_detect_crops_whole_photos_and_counts_those_without_a_face(tmp_
     assert len(cropped) == 2 and len(missing) == 1 and cropped.images.shape == (2, 32, 32, 1)
     a, b = cropped.images[..., 0].astype(float)
     assert np.corrcoef(a.ravel(), b[:, ::-1].ravel())[0, 1] > 0.8
+    levelled, _ = crop_detected_faces(faces, make_detector("blazeface"), level=True)
+    assert levelled.images.shape == cropped.images.shape
+    assert build_parser().parse_args([*argv, "--level"]).level is True
     assert evaluate.main([*argv[:-2], "--detector", "none"]) == 2

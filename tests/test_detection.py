@@ -12,6 +12,7 @@ from fer_keras.detection import (
     MTCNNDetector,
     WholeImage,
     crop_face,
+    crop_transform,
     crop_region,
     make_detector,
     read_rgb,
@@ -91,8 +92,9 @@ def test_crops_are_gray_squares_at_the_model_size(astronaut):
     face = Face((160, 40, 110, 130), 1.0, {"left_eye": (190, 100), "right_eye": (240, 110)})
     crop = crop_face(astronaut, face, 64, margin=0.1)
     assert crop.shape == (64, 64, 1) and crop.dtype == np.uint8
-    aligned = crop_face(astronaut, face, 64, align=True)
-    assert aligned.shape == (64, 64, 1) and not np.array_equal(aligned, crop_face(astronaut, face, 64))
+    levelled = crop_face(astronaut, face, 64, align=True, level=True)  # eyes but no mouth: the box's square, turned
+    assert levelled.shape == (64, 64, 1) and not np.array_equal(levelled, crop_face(astronaut, face, 64))
+    assert np.array_equal(crop_face(astronaut, face, 64, align=True), crop_face(astronaut, face, 64))
     # A box hanging off the frame is padded, not an error.
     assert crop_face(astronaut, Face((480, 480, 100, 100)), 48).shape == (48, 48, 1)
 
@@ -210,9 +212,10 @@ def test_keypoints_give_the_fer_framed_square_with_eyes_level():
     assert keypoint_square(Face((0, 0, 10, 10), 1.0, {"left_eye": (1, 1), "right_eye": (5, 1)})) is None
 
 
-def test_aligned_crops_undo_a_head_tilt(astronaut):
-    """The astronaut turned 15 degrees: the keypoint-framed crop matches the upright photo's crop better
-    than the box crop does."""
+def test_levelled_crops_undo_a_head_tilt(astronaut):
+    """The astronaut turned 15 degrees: the keypoint-framed, levelled crop matches the upright photo's crop
+    better than the box crop does; without level=True (the default, as FER2013's faces are not levelled)
+    the keypoint crop keeps the tilt."""
     from fer_keras.detection import BlazeFaceDetector
 
     detector = BlazeFaceDetector()
@@ -221,12 +224,19 @@ def test_aligned_crops_undo_a_head_tilt(astronaut):
                             borderMode=cv2.BORDER_REPLICATE)
     (upright,) = detector.detect(astronaut)
     (face,) = detector.detect(turned)
-    reference = crop_face(astronaut, upright, 64, align=True)[..., 0].astype(float).ravel()
+    reference = crop_face(astronaut, upright, 64, align=True, level=True)[..., 0].astype(float).ravel()
 
     def similarity(crop):
         return np.corrcoef(crop[..., 0].astype(float).ravel(), reference)[0, 1]
 
-    assert similarity(crop_face(turned, face, 64, align=True)) > similarity(crop_face(turned, face, 64)) + 0.05
+    levelled = similarity(crop_face(turned, face, 64, align=True, level=True))
+    assert levelled > similarity(crop_face(turned, face, 64)) + 0.05
+    assert levelled > similarity(crop_face(turned, face, 64, align=True)) + 0.05
+    # the default keypoint crop is scaled and centred but not turned: no rotation in its transform
+    m = crop_transform(face, 64, align=True)
+    assert abs(m[0, 1]) < 1e-9 and abs(m[1, 0]) < 1e-9
+    tilt = np.degrees(np.arctan2(-crop_transform(face, 64, align=True, level=True)[0, 1], m[0, 0]))
+    assert 10 < abs(tilt) < 20  # levelling turns the 15-degree tilt back
 
 
 def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astronaut):

@@ -22,7 +22,7 @@ from pathlib import Path
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.config import DEFAULT_PRETRAINED
 from fer_keras.data.readers.common import IMAGE_EXTENSIONS, DatasetError
-from fer_keras.detection import DETECTORS, FER_MARGIN
+from fer_keras.detection import DETECTORS, FER_MARGIN, LEVEL_EYES
 from fer_keras.explain.methods import DEFAULT_METHOD, methods_help
 from fer_keras.explain.methods import METHODS as METHOD_NAMES
 
@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "a doubtful face). Default: the detector's confirm score (0 for BlazeFace, whose faces O-Net "
                         "confirms; MTCNN 0.9)")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
-                   help="with --detect: frame each face from its eyes and mouth (level, scaled and centred as "
+                   help="with --detect: frame each face from its eyes and mouth (scaled and centred as "
                         "FER2013) instead of the detector's box; --no-align: the box. Default: %(default)s")
+    p.add_argument("--level", action=argparse.BooleanOptionalAction, default=LEVEL_EYES,
+                   help="with --detect and --align: also turn each crop to level the eyes. Default: %(default)s")
     p.add_argument("--margin", type=float, default=FER_MARGIN,
                    help="crop margin around detected faces (0 reproduces FER2013's framing). Default: %(default)s")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in overlays. Default: %(default)s")
@@ -127,9 +129,9 @@ def explain_images(args, model, taxonomy) -> int:
             print(f"no face found in {path}{weak}", file=sys.stderr)
             continue
         margin, align = (args.margin, args.align) if args.detect else (0.0, False)
-        crops = np.stack([crop_face(rgb, f, size, margin=margin, align=align) for f in faces])
+        crops = np.stack([crop_face(rgb, f, size, margin=margin, align=align, level=args.level) for f in faces])
         result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
-        regions = [face_regions(keypoints_in_crop(f, size, margin, align) if args.detect else None, size)
+        regions = [face_regions(keypoints_in_crop(f, size, margin, align, args.level) if args.detect else None, size)
                    for f in faces]
         canvas = rgb.copy()
         for i, face in enumerate(faces):

@@ -309,3 +309,33 @@ def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch)
     assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
                        "--no-video", "--no-second-look", "--limit", "10"]) == 0
     assert built == [None] and any(r["faces"] for r in _records(out))
+
+
+def test_levelling_the_crops_is_an_option(server, video, tmp_path, monkeypatch):
+    """Keypoint-framed crops keep the head's tilt by default (FER2013's faces are not levelled); --level turns
+    them to level the eyes, in the crops the analyzer classifies."""
+    import clients.analyzer
+    from fer_keras.detection import Face, crop_face
+
+    client = EmotionClient(server.address)
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)
+    tilted = Face((100, 60, 100, 100), 0.9, {"left_eye": (125, 100), "right_eye": (175, 118), "mouth": (145, 150)})
+    plain = VideoAnalyzer(client, AnalyzerConfig(explain="none"))
+    levelled = VideoAnalyzer(client, AnalyzerConfig(explain="none", level=True))
+    assert plain.config.level is False
+    assert np.array_equal(plain._crop(frame, tilted), crop_face(frame, tilted, client.face_size, align=True))
+    assert np.array_equal(levelled._crop(frame, tilted),
+                          crop_face(frame, tilted, client.face_size, align=True, level=True))
+    assert not np.array_equal(plain._crop(frame, tilted), levelled._crop(frame, tilted))
+    built = []
+
+    class Recording(VideoAnalyzer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self.config.level)
+
+    monkeypatch.setattr(clients.analyzer, "VideoAnalyzer", Recording)
+    for flag in ("--level", "--no-level"):
+        assert video_main([str(video), "--server", server.address, "--out-dir", str(tmp_path / flag),
+                           "--explain", "none", "--no-video", flag, "--limit", "3"]) == 0
+    assert built == [True, False]

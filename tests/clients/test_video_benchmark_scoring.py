@@ -50,3 +50,21 @@ def test_shots_false_boxes_and_tracks_across_cuts():
     assert result["false_boxes_per_frame"] == 2 / 14
     assert result["false_boxes_per_frame_first_10_of_shot"] == 2 / 12  # frames 0-1 of shot 0, 0-9 of shot 1
     assert result["tracks"] == 2 and result["tracks_across_cuts"] == 1 and result["tracks_on_several_faces"] == 0
+
+
+def test_clean_accuracy_is_taken_over_the_same_found_faces():
+    """With each source image's own prediction, the score compares the pipeline's crops with the dataset's
+    crops of exactly the faces it found (a missed face counts in neither)."""
+    a = {"box": [0, 0, 100, 100], "label": 0, "source": "test/happy/a.jpg"}
+    b = {"box": [300, 0, 100, 100], "label": 1, "source": "test/surprise/b.jpg"}
+    truth = [[a, b], [a, b], [a, b]]
+    records = [
+        {"faces": [_face(a["box"], a["box"], "sadness"), _face(b["box"], b["box"], "surprise")]},
+        {"faces": [_face(a["box"], a["box"], "happiness")]},  # b missed
+        {"faces": [_face(a["box"], a["box"], "happiness"), _face(b["box"], b["box"], "fear")]},
+    ]
+    clean = {"test/happy/a.jpg": "happiness", "test/surprise/b.jpg": "fear"}
+    result = score(truth, records, CLASSES, clean=clean)
+    assert result["recall"] == 5 / 6 and result["accuracy_of_found"] == 3 / 5
+    assert result["found_with_source"] == 5 and result["clean_accuracy_of_found"] == 3 / 5  # a right 3x, b wrong 2x
+    assert "clean_accuracy_of_found" not in score(truth, records, CLASSES)

@@ -286,6 +286,9 @@ def test_detect_explains_real_faces_only_and_says_when_nothing_was_explained(tmp
     assert explained["regions_from"] == "keypoints" and sum(explained["regions"].values()) == pytest.approx(1, abs=1e-3)
     assert not (out / "noise_overlay.png").exists() and "no face found in" in err
     assert "1x1 pixels, too small" in err
+    # --level turns each keypoint-framed crop to level the eyes (off by default, as FER2013's faces are not)
+    assert explain_main([str(photo), "--detect", "--level", "--out", str(tmp_path / "levelled")]) == 0
+    assert len(json.loads((tmp_path / "levelled" / "astronaut_faces.json").read_text())) == 1
     # Nothing explained at all: a non-zero exit.
     assert explain_main([str(noise), "--detect", "--out", str(tmp_path / "o2")]) == 1
     assert "nothing was explained" in capsys.readouterr().err
