@@ -57,9 +57,9 @@ def draw(video: Path, truth: list[list[dict]], never: dict, out: Path, columns: 
     half size; returns the tiles drawn."""
     import cv2
 
-    wanted = {track: frames[len(frames) // 2] for track, frames in never.items()}
     by_frame: dict[int, list] = {}
-    for track, (index, box) in wanted.items():
+    for frames in never.values():
+        index, box = frames[len(frames) // 2]
         by_frame.setdefault(index, []).append(box)
     tiles = []
     capture = cv2.VideoCapture(str(video))

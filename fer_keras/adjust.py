@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     classes = list(taxonomy.classes)
-    print(f"training priors: " + ", ".join(f"{c} {p:.4f}" for c, p in zip(classes, priors)))
+    print("training priors: " + ", ".join(f"{c} {p:.4f}" for c, p in zip(classes, priors)))
     print(f"validation ({len(val)} faces{', flip TTA' if args.flip_tta else ''}):")
     print(f"{'tau':>6}{'accuracy':>10}  " + " ".join(f"{c[:8]:>8}" for c in classes))
     for r in rows:

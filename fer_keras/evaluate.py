@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         shifted_copy=args.shifted_copy,
     )
     if args.detect:
-        report.update(detect={"detector": args.detector, "align": args.align, "level": args.level, "no_face": len(no_face),
-                              "images": len(no_face) + report["n"], "no_face_images": no_face[:100]})
+        report.update(detect={"detector": args.detector, "align": args.align, "level": args.level,
+                              "no_face": len(no_face), "images": len(no_face) + report["n"],
+                              "no_face_images": no_face[:100]})
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():
         print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")

@@ -98,7 +98,8 @@ def test_cli_writes_the_adjusted_model_and_its_report(tmp_path, capsys):
     priors = np.array([report["priors"][c] for c in report["classes"]])
     assert np.allclose(bias1, bias0 - report["tau"] * np.log(priors), atol=1e-6)
     # evaluate on the validation split (flip TTA, as chosen) agrees with the figure the choice was made on
-    assert evaluate.main(["--model", str(out), *data, "--split", "val", "--flip-tta", "--out", str(tmp_path / "ev")]) == 0
+    ev = tmp_path / "ev"
+    assert evaluate.main(["--model", str(out), *data, "--split", "val", "--flip-tta", "--out", str(ev)]) == 0
     chosen = next(r for r in report["grid"] if r["tau"] == report["tau"])
     assert np.isclose(json.loads((tmp_path / "ev" / "report.json").read_text())["accuracy"], chosen["accuracy"])
     # a fixed tau
