@@ -10,8 +10,8 @@ classes. The correction lives in the ``logits`` layer's bias, so the adjusted
 model is an ordinary model: every command, the export for TF Serving and the
 explanations use it as they are.
 
-``tau`` is chosen on the validation split (the mean accuracy over the grid's
-best, ties to the smaller ``tau``); the priors are the training split's label
+``tau`` is chosen on the validation split: the grid's value with the best
+accuracy there (ties: the smaller); the priors are the training split's label
 shares (the mean vote distributions with soft labels). The test split is not
 read.
 
@@ -35,7 +35,7 @@ import numpy as np
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
 
-GRID = tuple(round(0.05 * k, 2) for k in range(11))  # 0 .. 0.5: past 0.5 accuracy falls fast on FER+ and FER2013
+GRID = tuple(round(0.05 * k, 2) for k in range(11))  # 0 .. 0.5: on FER+ accuracy fell fast past 0.5 (RESULTS.md)
 
 
 def class_priors(faces, soft: bool = False) -> np.ndarray:
