@@ -68,3 +68,33 @@ def test_clean_accuracy_is_taken_over_the_same_found_faces():
     assert result["recall"] == 5 / 6 and result["accuracy_of_found"] == 3 / 5
     assert result["found_with_source"] == 5 and result["clean_accuracy_of_found"] == 3 / 5  # a right 3x, b wrong 2x
     assert "clean_accuracy_of_found" not in score(truth, records, CLASSES)
+
+
+def test_clean_predictions_classify_each_source_image_once(tmp_path):
+    import cv2
+    import numpy as np
+
+    from benchmarks.video_benchmark import clean_predictions
+
+    (tmp_path / "test" / "happy").mkdir(parents=True)
+    for name, value in (("a.jpg", 40), ("b.jpg", 200)):
+        cv2.imwrite(str(tmp_path / "test" / "happy" / name), np.full((48, 48), value, np.uint8))
+
+    class Client:
+        face_size = 64
+        seen = []
+
+        def predict(self, faces):
+            self.seen.append(faces.shape)
+            labels = ["happiness" if f.mean() > 100 else "fear" for f in faces]
+            return type("P", (), {"labels": labels})()
+
+    a = {"box": [0, 0, 10, 10], "label": 0, "source": "test/happy/a.jpg"}
+    b = {"box": [20, 0, 10, 10], "label": 0, "source": "test/happy/b.jpg"}
+    client = Client()
+    assert clean_predictions(client, tmp_path, [[a, b], [a], [b]]) == {"test/happy/a.jpg": "fear",
+                                                                       "test/happy/b.jpg": "happiness"}
+    assert client.seen == [(2, 64, 64, 1)]  # each image once, at the model's size
+    assert clean_predictions(client, tmp_path, [[{"box": [0, 0, 1, 1], "label": 0}]]) is None  # no sources
+    missing = {**a, "source": "test/happy/nothere.jpg"}
+    assert clean_predictions(client, tmp_path, [[a, missing]]) is None
