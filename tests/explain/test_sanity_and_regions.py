@@ -107,13 +107,16 @@ def test_keypoints_are_followed_into_the_crop():
     for x, y in marks.values():
         image[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255
     face = Face(box=(80, 50, 80, 100), score=0.9, landmarks=marks)
-    for align in (False, True):
-        crop = crop_face(image, face, 64, align=align)[..., 0].astype(float)
-        for name, (x, y) in keypoints_in_crop(face, 64, align=align).items():
+    for align, level in ((False, False), (True, False), (True, True)):
+        crop = crop_face(image, face, 64, align=align, level=level)[..., 0].astype(float)
+        for name, (x, y) in keypoints_in_crop(face, 64, align=align, level=level).items():
             r, c = int(round(y)), int(round(x))
-            assert crop[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 100, (align, name)
-    aligned = keypoints_in_crop(face, 64, align=True)
-    assert aligned["left_eye"][1] == pytest.approx(aligned["right_eye"][1], abs=1e-6)  # levelled
+            assert crop[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 100, (align, level, name)
+    levelled = keypoints_in_crop(face, 64, align=True, level=True)
+    assert levelled["left_eye"][1] == pytest.approx(levelled["right_eye"][1], abs=1e-6)
+    kept = keypoints_in_crop(face, 64, align=True)  # the default keeps the head's tilt: 6 px over 40 in the image
+    assert (kept["right_eye"][1] - kept["left_eye"][1]) / (kept["right_eye"][0] - kept["left_eye"][0]) == \
+        pytest.approx(6 / 40, abs=1e-6)
 
 
 def test_the_faithfulness_report_has_both_random_baselines_blank_counts_and_a_verdict():
