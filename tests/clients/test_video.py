@@ -290,21 +290,27 @@ def test_frame_times_come_from_the_source(server, video, tmp_path):
     assert [json.loads(line)["time"] for line in jsonl.read_text().splitlines()] == times
 
 
-def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch):
-    """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
-    still runs, with a detector that skips it, and finds its face."""
+def _record_analyzers(monkeypatch, what) -> list:
+    """Makes clients.video build analyzers that note ``what(analyzer)`` in the returned list."""
     import clients.analyzer
 
-    client = EmotionClient(server.address)
-    assert VideoAnalyzer(client, AnalyzerConfig(explain="none")).detector.second_look == 2.5
     built = []
 
     class Recording(VideoAnalyzer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            built.append(self.detector.second_look)
+            built.append(what(self))
 
     monkeypatch.setattr(clients.analyzer, "VideoAnalyzer", Recording)
+    return built
+
+
+def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch):
+    """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
+    still runs, with a detector that skips it, and finds its face."""
+    client = EmotionClient(server.address)
+    assert VideoAnalyzer(client, AnalyzerConfig(explain="none")).detector.second_look == 2.5
+    built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.detector.second_look)
     out = tmp_path / "out"
     assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
                        "--no-video", "--no-second-look", "--limit", "10"]) == 0
@@ -314,7 +320,6 @@ def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch)
 def test_levelling_the_crops_is_an_option(server, video, tmp_path, monkeypatch):
     """Keypoint-framed crops keep the head's tilt by default (FER2013's faces are not levelled); --level turns
     them to level the eyes, in the crops the analyzer classifies."""
-    import clients.analyzer
     from fer_keras.detection import Face, crop_face
 
     client = EmotionClient(server.address)
@@ -327,14 +332,7 @@ def test_levelling_the_crops_is_an_option(server, video, tmp_path, monkeypatch):
     assert np.array_equal(levelled._crop(frame, tilted),
                           crop_face(frame, tilted, client.face_size, align=True, level=True))
     assert not np.array_equal(plain._crop(frame, tilted), levelled._crop(frame, tilted))
-    built = []
-
-    class Recording(VideoAnalyzer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self.config.level)
-
-    monkeypatch.setattr(clients.analyzer, "VideoAnalyzer", Recording)
+    built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.config.level)
     for flag in ("--level", "--no-level"):
         assert video_main([str(video), "--server", server.address, "--out-dir", str(tmp_path / flag),
                            "--explain", "none", "--no-video", flag, "--limit", "3"]) == 0
