@@ -136,17 +136,12 @@ def video_frames(folder: Path, every: int) -> list:
     return frames
 
 
-def _videos(args) -> int:
+def _videos(args, detectors: dict) -> int:
     folders = [Path(v) for v in args.video]
     missing = [str(f) for f in folders if not (f / "test.mp4").is_file() or not (f / "truth.json").is_file()]
     if missing or args.every < 1:
         print(f"--video needs folders holding test.mp4 and truth.json (missing in: {', '.join(missing) or '-'}), "
               f"--every a count of 1 or more; got {args.every}", file=sys.stderr)
-        return 2
-    try:
-        detectors = {name: make(name) for name in args.detectors.split(",")}
-    except ValueError as err:
-        print(err, file=sys.stderr)
         return 2
     print(f"machine: {describe()}")
     print(f"{'video':<28}{'detector':<22}{'frames':>7}{'recall':>8}{'false/fr':>9}{'ms/frame':>9}")
@@ -220,8 +215,13 @@ def main(argv=None) -> int:
                    help="score on a benchmark video's frames instead of the scenes (repeatable)")
     p.add_argument("--every", type=int, default=5, help="with --video: every n-th frame. Default: %(default)s")
     args = p.parse_args(argv)
+    try:
+        detectors = {name: make(name) for name in args.detectors.split(",")}
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     if args.video:
-        return _videos(args)
+        return _videos(args, detectors)
     try:
         backgrounds = [b for b in args.backgrounds.split(",") if b]
         sizes = [int(v) for v in args.sizes.split(",") if v]
@@ -235,11 +235,6 @@ def main(argv=None) -> int:
     unknown = set(backgrounds) - {"blurred-noise", "textured"}
     if unknown:
         print(f"unknown background(s) {sorted(unknown)}; choose from: blurred-noise, textured", file=sys.stderr)
-        return 2
-    try:
-        detectors = {name: make(name) for name in args.detectors.split(",")}
-    except ValueError as err:
-        print(err, file=sys.stderr)
         return 2
     if not Path(args.fer2013, args.split).is_dir():
         print(f"FER2013 not found at {args.fer2013} (its {args.split}/ folder)", file=sys.stderr)

@@ -165,14 +165,14 @@ def _on_face(truth_box, box) -> float:
 def clean_predictions(client, fer2013: Path, truth: list[list[dict]]) -> dict[str, str] | None:
     """The served model's class for each pasted face's own FER2013 image, resized to the model's input as
     the datasets are (None when the truth names no sources: a video built before they were recorded, or
-    the images are not at ``fer2013``)."""
+    the images are not at ``fer2013`` or do not decode)."""
     from fer_keras.data.faces import _resize
 
     sources = sorted({g["source"] for gt in truth for g in gt if "source" in g})
-    if not sources or not all((fer2013 / s).is_file() for s in sources):
+    images = [cv2.imread(str(fer2013 / s), cv2.IMREAD_GRAYSCALE) for s in sources]
+    if not sources or any(image is None for image in images):
         return None
-    faces = np.stack([_resize(cv2.imread(str(fer2013 / s), cv2.IMREAD_GRAYSCALE), client.face_size)
-                      for s in sources])[..., None]
+    faces = np.stack([_resize(image, client.face_size) for image in images])[..., None]
     return dict(zip(sources, client.predict(faces).labels))
 
 

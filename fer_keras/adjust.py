@@ -13,7 +13,7 @@ explanations use it as they are.
 ``tau`` is chosen on the validation split: the grid's value with the best
 accuracy there (ties: the smaller); the priors are the training split's label
 shares (the mean vote distributions with soft labels). The test split is not
-read.
+used.
 
 Example::
 
@@ -92,8 +92,8 @@ def choose_tau(model: keras.Model, images: np.ndarray, labels: np.ndarray, prior
     for tau in grid:
         probs = np.mean([_softmax(v - tau * np.log(priors)) for v in views], axis=0)
         predicted = probs.argmax(1)
-        recall = [float((predicted[labels == c] == c).mean()) if (labels == c).any() else float("nan")
-                  for c in range(k)]
+        recall = [float((predicted[labels == c] == c).mean()) if (labels == c).any() else None
+                  for c in range(k)]  # None: no validation face of that class
         rows.append({"tau": float(tau), "accuracy": float((predicted == labels).mean()), "recall": recall})
     best = max(rows, key=lambda r: (round(r["accuracy"], 6), -r["tau"]))
     return best["tau"], rows
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 grid = (float(args.tau),)
             except ValueError:
                 raise ValueError(f"--tau takes a number of 0 or more, or auto; got {args.tau!r}") from None
-            if not grid[0] >= 0:
+            if not (np.isfinite(grid[0]) and grid[0] >= 0):
                 raise ValueError(f"--tau takes a number of 0 or more, or auto; got {args.tau!r}")
         model = load_classifier(args.model)
         _logits_layer(model)
@@ -163,13 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tau':>6}{'accuracy':>10}  " + " ".join(f"{c[:8]:>8}" for c in classes))
     for r in rows:
         mark = " <" if r["tau"] == tau else ""
-        print(f"{r['tau']:6.2f}{r['accuracy']:10.4f}  " + " ".join(f"{v:8.3f}" for v in r["recall"]) + mark)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    adjusted(model, priors, tau).save(out)
+        print(f"{r['tau']:6.2f}{r['accuracy']:10.4f}  "
+              + " ".join("       -" if v is None else f"{v:8.3f}" for v in r["recall"]) + mark)
     report = {"model": args.model, "tau": tau, "priors": dict(zip(classes, map(float, priors))),
               "soft_labels": args.soft_labels, "flip_tta": args.flip_tta, "shifted_copy": args.shifted_copy,
               "validation_faces": len(val), "grid": rows, "classes": classes}
-    out.with_suffix(".adjust.json").write_text(json.dumps(report, indent=1) + "\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        adjusted(model, priors, tau).save(out)
+        out.with_suffix(".adjust.json").write_text(json.dumps(report, indent=1) + "\n")
+    except OSError as err:
+        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+        return 2
     print(f"tau {tau}: wrote {out} and {out.with_suffix('.adjust.json')}")
     return 0
 

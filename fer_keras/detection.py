@@ -33,10 +33,10 @@ FER_MARGIN = 0.0
 # 250,200,150,100): side 2.44-2.67, centre 0.25-0.27 at every size, over blurred noise and textures.
 KEYPOINT_FRAMING = (2.52, 0.26)
 # Whether keypoint-framed crops also turn the face to level its eyes. FER2013's faces are not levelled
-# (heads tilt in them as in life), and the classifiers train on them so: levelled crops scored 0.7-2.9
-# points lower on three textured benchmark videos, and 0.3 lower over the robustness report's three
-# BlazeFace rows (unlevelled minus levelled by row: -0.7, +0.9, +0.6; BENCHMARKS.md, "Levelled crops or
-# not", session 12). crop_face(level=True) still levels.
+# (heads tilt in them as in life), and the classifiers train on them so: levelled crops scored 1.3-1.8
+# points lower over detected faces on three textured benchmark videos, and 0.3 lower over the robustness
+# report's three BlazeFace rows (unlevelled minus levelled by row: -0.7, +0.9, +0.6; BENCHMARKS.md,
+# "Levelled crops or not", session 12). crop_face(level=True) still levels.
 LEVEL_EYES = False
 
 

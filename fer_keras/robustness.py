@@ -203,7 +203,7 @@ def _photo_frames(images: np.ndarray, side: int, seed: int) -> list[tuple[np.nda
 
 def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed: int,
                    min_iou: float = 0.4, background: str = "blurred-noise",
-                   align: bool = False, level: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   align: bool = False, level: bool = LEVEL_EYES) -> tuple[np.ndarray, np.ndarray]:
     """Crops ``detector`` makes of the faces pasted at ``side`` pixels, as the video client cuts them.
 
     Returns:
@@ -230,7 +230,7 @@ def detector_crops(images: np.ndarray, detector, side: int, face_size: int, seed
 
 def run_report(models: list[Scored], faces, shifts: list[str], severities: list[int], *, seed: int = 0,
                batch_size: int = 128, detector_faces: int = 300, cross: dict | None = None,
-               log=print, align: bool = False, level: bool = False) -> dict:
+               log=print, align: bool = False, level: bool = LEVEL_EYES) -> dict:
     """The robustness report of ``models`` on ``faces`` (a FaceSet) as a JSON-able dict."""
     labels = faces.labels
     size = faces.images.shape[1]

@@ -110,6 +110,7 @@ def test_cli_writes_the_adjusted_model_and_its_report(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--tau", "-1"], "--tau takes a number of 0 or more"),
     (["--tau", "strong"], "--tau takes a number of 0 or more"),
+    (["--tau", "inf"], "--tau takes a number of 0 or more"),
     (["--out", "x.h5"], "--out must name a .keras file"),
     (["--model", "nothing-here.keras"], "does not exist"),
 ])
@@ -126,3 +127,19 @@ def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o.keras").exists()
+
+
+def test_cli_a_corrupt_model_or_an_unwritable_out_gets_one_clear_error(tmp_path, capsys):
+    from fer_keras.models import build_model
+
+    data = ["--image-size", "32", "--synthetic-per-class", "10"]
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    assert adjust.main(["--model", str(tmp_path / "broken.keras"), *data, "--out", str(tmp_path / "o.keras")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "Traceback" not in err
+    build_model("gimefive", width=1 / 16, input_size=32).save(tmp_path / "m.keras")
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "o.keras"  # a folder that is a file
+    assert adjust.main(["--model", str(tmp_path / "m.keras"), *data, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err

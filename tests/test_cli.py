@@ -184,5 +184,6 @@ def test_evaluate_detect_crops_whole_photos_and_counts_those_without_a_face(tmp_
     assert np.corrcoef(a.ravel(), b[:, ::-1].ravel())[0, 1] > 0.8
     levelled, _ = crop_detected_faces(faces, make_detector("blazeface"), level=True)
     assert levelled.images.shape == cropped.images.shape
+    assert not np.array_equal(levelled.images, cropped.images)  # the astronaut's head is tilted a little
     assert build_parser().parse_args([*argv, "--level"]).level is True
     assert evaluate.main([*argv[:-2], "--detector", "none"]) == 2

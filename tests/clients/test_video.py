@@ -309,7 +309,9 @@ def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch)
     """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
     still runs, with a detector that skips it, and finds its face."""
     client = EmotionClient(server.address)
-    assert VideoAnalyzer(client, AnalyzerConfig(explain="none")).detector.second_look == 2.5
+    default = VideoAnalyzer(client, AnalyzerConfig(explain="none"))
+    assert default.detector.second_look == 2.5
+    assert default.tracker.box_smoothing == 1.0  # detector boxes as they are (BENCHMARKS, "Box smoothing off")
     built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.detector.second_look)
     out = tmp_path / "out"
     assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",

@@ -98,3 +98,5 @@ def test_clean_predictions_classify_each_source_image_once(tmp_path):
     assert clean_predictions(client, tmp_path, [[{"box": [0, 0, 1, 1], "label": 0}]]) is None  # no sources
     missing = {**a, "source": "test/happy/nothere.jpg"}
     assert clean_predictions(client, tmp_path, [[a, missing]]) is None
+    (tmp_path / "test" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    assert clean_predictions(client, tmp_path, [[a, {**a, "source": "test/happy/broken.jpg"}]]) is None
