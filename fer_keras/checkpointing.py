@@ -76,11 +76,16 @@ class RunCheckpoint(keras.callbacks.Callback):
             the same state and takes the same decisions).
         save_scope: a context manager factory to save the model within (multi-worker: outside the
             distribution, see ``fer_keras.multiworker.undistributed``).
+        keep: how many of the latest epoch checkpoints stay on disk (1: the one a resume needs; more
+            for ``python -m fer_keras.average`` over the last epochs).
     """
 
     def __init__(self, run_dir: Path, state: RunState, monitor: str = "val_accuracy", patience: int = 15,
-                 writer: bool = True, save_scope=None):
+                 writer: bool = True, save_scope=None, keep: int = 1):
         super().__init__()
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1 checkpoint; got {keep}")
+        self.keep = keep
         self.run_dir = Path(run_dir)
         self.state = state
         self.monitor = monitor
@@ -114,7 +119,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         if s.stopped:
             self.model.stop_training = True
         ckpt = self.run_dir / "checkpoints" / f"epoch-{epoch + 1:04d}.keras"
-        previous = s.checkpoint
         s.epochs_done, s.checkpoint = epoch + 1, str(ckpt.relative_to(self.run_dir))
         if not self.writer:
             return
@@ -128,8 +132,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         last_tmp.unlink(missing_ok=True)
         os.link(ckpt, last_tmp)
         os.replace(last_tmp, self.run_dir / "last.keras")
-        if previous and previous != s.checkpoint:
-            (self.run_dir / previous).unlink(missing_ok=True)
+        for old in (self.run_dir / "checkpoints").glob("epoch-*.keras"):
+            number = old.stem.removeprefix("epoch-")
+            if number.isdigit() and int(number) <= epoch + 1 - self.keep:
+                old.unlink(missing_ok=True)
 
     def _write_history(self) -> None:
         keys: list[str] = []

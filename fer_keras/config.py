@@ -60,6 +60,8 @@ class TrainConfig:
         class_weighting: "none" or "balanced" sample weights.
         soft_labels: train on annotator vote distributions where a source has them (FER+).
         patience: early-stopping patience in epochs, on validation accuracy.
+        keep_checkpoints: how many of the latest epoch checkpoints stay in the run directory (1 is
+            what a resume needs; more to average the last epochs' weights, ``fer_keras.average``).
         seed: seed for weights, shuffling and augmentation.
         strategy: tf.distribute strategy: "default", "mirrored" or "multi-worker".
         run_dir: where checkpoints, metrics and plots go.
@@ -101,6 +103,7 @@ class TrainConfig:
     class_weighting: str = "none"
     soft_labels: bool = False
     patience: int = 15
+    keep_checkpoints: int = 1
     seed: int = 0
     strategy: str = "default"
     run_dir: str = f"runs/{DEFAULT_MODEL}"
@@ -140,6 +143,8 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be from 0 to 1; got {self.distill_weight}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be below 1; got {self.label_smoothing}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be at least 1; got {self.keep_checkpoints}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be at least 1; got {self.steps_per_epoch}")
 

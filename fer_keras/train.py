@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--soft-labels", action="store_true", help="train on annotator vote distributions (FER+)")
     t.add_argument("--patience", type=int, default=D.patience,
                    help="early-stopping patience on validation accuracy, in epochs. Default: %(default)s")
+    t.add_argument("--keep-checkpoints", type=int, default=D.keep_checkpoints,
+                   help="how many of the latest epoch checkpoints to keep in the run directory (more than 1 to "
+                        "average the last epochs with python -m fer_keras.average). Default: %(default)s")
     t.add_argument("--steps-per-epoch", type=int, default=None, help="cap on training steps per epoch (quick runs)")
     t.add_argument("--precision", choices=PRECISIONS, default=D.precision,
                    help="training precision; mixed_bfloat16 is faster on CPUs with AMX or AVX512-BF16 and on "
@@ -118,7 +121,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=augment, augment_strength=args.augment_strength,
-        class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience, seed=args.seed,
+        class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience,
+        keep_checkpoints=args.keep_checkpoints, seed=args.seed,
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or "", steps_per_epoch=args.steps_per_epoch,
         init_from=args.init_from, precision=args.precision, flip_tta=args.flip_tta,

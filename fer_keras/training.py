@@ -73,6 +73,9 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     compile_classifier(model, make_optimizer(config, steps_per_epoch), config.label_smoothing)
 
 
+RESUME_MAY_CHANGE = ("epochs", "patience", "keep_checkpoints")  # the config fields a resumed run may change
+
+
 def _with_defaults(saved: dict) -> dict:
     """A saved config as this version would write it: fields added since get their defaults."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -99,11 +102,11 @@ def _prepare_run_dir(config: TrainConfig, resume: bool, writer: bool = True) -> 
         saved = _with_defaults(json.loads(config_file.read_text()))
         mine = config.to_dict()
         differs = sorted(
-            k for k in mine if k not in ("epochs", "patience") and json.dumps(saved.get(k)) != json.dumps(mine[k])
+            k for k in mine if k not in RESUME_MAY_CHANGE and json.dumps(saved.get(k)) != json.dumps(mine[k])
         )
         if differs:
             raise RunDirError(f"cannot resume {run_dir}: its config differs in {', '.join(differs)} "
-                              f"(only epochs and patience may change when resuming)")
+                              f"(only {', '.join(RESUME_MAY_CHANGE)} may change when resuming)")
     if writer:  # in a multi-worker run, process 0 alone writes
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(config_file, json.dumps(config.to_dict(), indent=2))
@@ -222,6 +225,7 @@ def _train(config: TrainConfig, run_dir: Path, state: RunState, verbose: int, pr
                     train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state.epochs_done,
                     steps_per_epoch=steps if config.steps_per_epoch else None,
                     callbacks=[RunCheckpoint(run_dir, state, patience=config.patience, writer=writer,
+                                             keep=config.keep_checkpoints,
                                              save_scope=undistributed if team is not None else None)],
                     verbose=verbose,
                 )

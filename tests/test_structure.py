@@ -27,7 +27,8 @@ LAYERS = [
     ("training", ["fer_keras.training"]),
     ("shared flags", ["fer_keras.cli"]),
     ("commands", ["fer_keras.train", "fer_keras.evaluate", "fer_keras.export", "fer_keras.explain.__main__",
-                  "fer_keras.pretrained.__main__", "fer_keras.portable", "fer_keras.robustness", "fer_keras.adjust"]),
+                  "fer_keras.pretrained.__main__", "fer_keras.portable", "fer_keras.robustness", "fer_keras.adjust",
+                  "fer_keras.average"]),
 ]
 COMMANDS = {*LAYERS[-1][1], "clients.video", "tuning.search", "serving.local.__main__"}
 

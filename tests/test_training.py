@@ -113,6 +113,23 @@ def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path):
     assert int(final.optimizer.iterations.numpy()) == iterations * 3 // 2
 
 
+def test_the_latest_checkpoints_can_be_kept_and_averaged(tmp_path):
+    from fer_keras import average
+
+    config = tiny_config(tmp_path, epochs=2, export_base="")
+    train(config, verbose=0, progress=False)
+    ckpts = Path(config.run_dir) / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch-0002.keras"]
+    # keep_checkpoints may change on a resume (as epochs and patience may); the latest 3 stay
+    resumed = train(dataclasses.replace(config, epochs=5, keep_checkpoints=3), resume=True, verbose=0, progress=False)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch-0003.keras", "epoch-0004.keras", "epoch-0005.keras"]
+    assert (resumed.run_dir / load_state(resumed.run_dir).checkpoint).name == "epoch-0005.keras"
+    out = tmp_path / "avg.keras"
+    assert average.main(["--models", *map(str, sorted(ckpts.iterdir())), "--no-greedy", "--out", str(out)]) == 0
+    with pytest.raises(ValueError, match="keep_checkpoints must be at least 1"):
+        dataclasses.replace(config, keep_checkpoints=0)
+
+
 def test_a_killed_run_resumes_with_a_consistent_history(tmp_path):
     run = tmp_path / "killed"
     args = [sys.executable, "-m", "fer_keras.train", *TINY_ARGS, "--run-dir", str(run), "--export-base", "",

@@ -1,0 +1,165 @@
+"""``python -m fer_keras.average``: one model from the weights of several checkpoints of one training run.
+
+The checkpoints of the last epochs of a cosine cycle lie close together in weight space; their
+element-wise mean (stochastic weight averaging, Izmailov et al. 2018; a "model soup", Wortsman et al.
+2022) is often a little more accurate than any one of them, and costs nothing at inference: the
+result is an ordinary model of the same architecture. Every weight is averaged, the BatchNorm layers'
+moving statistics included (the checkpoints of one run's tail share their statistics closely; they
+are not re-estimated).
+
+With ``--data`` the candidates are ranked by validation accuracy and a greedy soup is made: starting
+from the best, each next checkpoint joins the average only if the average's validation accuracy does
+not drop. Without ``--data`` every model given is averaged. The test split is not used.
+
+Example::
+
+    python -m fer_keras.average --models runs/ferplus/checkpoints/epoch-00{25..32}.keras \\
+        --data ferplus=../shared/data/ferplus --classes seven --flip-tta --shifted-copy --out runs/ferplus/soup.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fer_keras.cli import add_data_arguments, data_config
+from fer_keras.data.readers.common import DatasetError
+
+
+def average_weights(models: list[keras.Model], names: list[str] | None = None) -> keras.Model:
+    """A copy of ``models[0]`` holding the element-wise mean of every model's weights (floating-point
+    weights only; counters and other integer variables are the first model's)."""
+    if not models:
+        raise ValueError("no models to average")
+    names = names or [f"model {i + 1}" for i in range(len(models))]
+    first = models[0].get_weights()
+    stacks = [[w] for w in first]
+    for model, name in zip(models[1:], names[1:]):
+        weights = model.get_weights()
+        shapes = [w.shape for w in weights]
+        if len(weights) != len(first) or shapes != [w.shape for w in first]:
+            raise ValueError(f"{name} does not have the architecture of {names[0]} (its weights differ in number or "
+                             "shape): only checkpoints of one architecture can be averaged")
+        for stack, w in zip(stacks, weights):
+            stack.append(w)
+    mean = [np.mean(np.stack(s), axis=0).astype(s[0].dtype) if np.issubdtype(s[0].dtype, np.floating) else s[0]
+            for s in stacks]
+    copy = keras.models.clone_model(models[0])
+    copy.set_weights(mean)
+    return copy
+
+
+def greedy_soup(models: list[keras.Model], names: list[str], score) -> tuple[keras.Model, list[dict]]:
+    """Rank ``models`` by ``score`` (a model -> validation accuracy), then add each, best first, to the
+    average if the average's score does not drop. Returns the soup and one row per candidate."""
+    alone = [score(m) for m in models]
+    order = sorted(range(len(models)), key=lambda i: -alone[i])
+    members = [order[0]]
+    best = alone[order[0]]
+    rows = [{"model": names[order[0]], "alone": alone[order[0]], "soup": best, "joined": True}]
+    for i in order[1:]:
+        trial = average_weights([models[j] for j in members + [i]], [names[j] for j in members + [i]])
+        value = score(trial)
+        joined = value >= best
+        if joined:
+            members.append(i)
+            best = value
+        rows.append({"model": names[i], "alone": alone[i], "soup": value, "joined": joined})
+    soup = average_weights([models[j] for j in members], [names[j] for j in members])
+    return soup, rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_keras.average", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", required=True,
+                   help="two or more .keras checkpoints of one architecture (e.g. the last epochs of one run)")
+    add_data_arguments(p)
+    p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
+                   help="greedy soup chosen on validation (the default when --data is given: without it no faces "
+                        "are read); --no-greedy averages every model")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="score on validation with flip TTA (as the model will be used)")
+    p.add_argument("--shifted-copy", action="store_true",
+                   help="score on the validation faces plus a shifted copy (what fer_keras.train "
+                        "--shifted-validation chose checkpoints on)")
+    p.add_argument("--seed", type=int, default=0, help="seed of carved splits and of the shifted copy (the run's)")
+    p.add_argument("--out", required=True, help="the averaged model (.keras); a report NAME.average.json beside it")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    from fer_keras.data.sources import load_data
+    from fer_keras.evaluation import predict_probabilities
+    from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
+    from fer_keras.training import with_shifted_copy
+
+    greedy = bool(args.data) if args.greedy is None else args.greedy
+    try:
+        if out.suffix != ".keras":
+            raise ValueError(f"--out must name a .keras file; got {out}")
+        if len(args.models) < 2:
+            raise ValueError(f"--models needs two or more checkpoints to average; got {len(args.models)}")
+        if greedy and not args.data:
+            raise ValueError("--greedy chooses on validation faces: give --data")
+        models = []
+        for name in args.models:
+            model = load_classifier(name)
+            if not isinstance(model, keras.Model):
+                raise ValueError(f"{name} is not a Keras model (.keras file or shipped name); a SavedModel cannot be "
+                                 "averaged")
+            models.append(model)
+        average = average_weights(models, args.models) if not greedy else None  # checks the architectures
+        rows = []
+        if args.data:
+            taxonomy = infer_taxonomy(models[0])
+            data = load_data(data_config(args, args.seed, classes=taxonomy.name))
+            if "val" not in data.splits:
+                raise DatasetError(f"the data has no validation split (it has {', '.join(data.splits)})")
+            val = data.splits["val"]
+            if args.shifted_copy:
+                val = with_shifted_copy(val, args.seed)
+            labels = np.asarray(val.labels)
+
+            def score(model) -> float:
+                predicted = predict_probabilities(model, val.images, flip_tta=args.flip_tta).argmax(1)
+                return float((predicted == labels).mean())
+
+            if greedy:
+                average_weights(models, args.models)  # one clear error before any scoring
+                average, rows = greedy_soup(models, args.models, score)
+            else:
+                rows = [{"model": n, "alone": score(m)} for n, m in zip(args.models, models)]
+                rows.append({"model": "average of all", "soup": score(average), "joined": True})
+    except (DatasetError, ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if rows:
+        print(f"validation ({len(val)} faces{', flip TTA' if args.flip_tta else ''}):")
+        for r in rows:
+            alone = f"{r['alone']:.4f}" if "alone" in r else "-"
+            soup = f"{r['soup']:.4f}" if "soup" in r else "-"
+            print(f"  {r['model']}: alone {alone}, average {soup}{' (joined)' if r.get('joined') else ''}")
+    members = [r["model"] for r in rows if r.get("joined")] if greedy else list(args.models)
+    report = {"models": list(args.models), "greedy": greedy, "members": members, "flip_tta": args.flip_tta,
+              "shifted_copy": args.shifted_copy, "validation": rows}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        average.save(out)
+        out.with_suffix(".average.json").write_text(json.dumps(report, indent=1) + "\n")
+    except OSError as err:
+        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+        return 2
+    print(f"averaged {len(members)} of {len(args.models)} models: wrote {out} and {out.with_suffix('.average.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
