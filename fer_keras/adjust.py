@@ -25,14 +25,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from fer_keras.cli import add_data_arguments, data_config
+from fer_keras.cli import add_data_arguments, add_validation_arguments, save_with_report, validation_faces
 from fer_keras.data.readers.common import DatasetError
 
 GRID = tuple(round(0.05 * k, 2) for k in range(11))  # 0 .. 0.5: a first look at FER+ validation lost 8 points at 0.75
@@ -114,12 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tau", default="auto",
                    help="strength of the correction (0: none, 1: the priors undone in full), or auto: the best "
                         f"validation accuracy of {GRID[0]}..{GRID[-1]} in steps of 0.05. Default: %(default)s")
-    p.add_argument("--flip-tta", action="store_true",
-                   help="choose with flip TTA (as the model will be used: a shipped model's card says)")
-    p.add_argument("--shifted-copy", action="store_true",
-                   help="choose on the validation faces plus a shifted copy (what fer_keras.train "
-                        "--shifted-validation chose checkpoints on)")
-    p.add_argument("--seed", type=int, default=0, help="seed of carved splits (use the training run's)")
+    add_validation_arguments(p, "choose")
     p.add_argument("--out", required=True, help="the adjusted model (.keras); a report NAME.adjust.json beside it")
     return p
 
@@ -127,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    from fer_keras.data.sources import load_data
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
-    from fer_keras.training import with_shifted_copy
 
     try:
         if out.suffix != ".keras":
@@ -146,13 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_classifier(args.model)
         _logits_layer(model)
         taxonomy = infer_taxonomy(model)
-        data = load_data(data_config(args, args.seed, classes=taxonomy.name), require_train=True)
-        if "val" not in data.splits:
-            raise DatasetError(f"the data has no validation split to choose tau on (it has {', '.join(data.splits)})")
+        data, val = validation_faces(args, taxonomy.name, require_train=True)
         priors = class_priors(data.splits["train"], args.soft_labels)
-        val = data.splits["val"]
-        if args.shifted_copy:
-            val = with_shifted_copy(val, args.seed)
         tau, rows = choose_tau(model, val.images, val.labels, priors, grid=grid, flip_tta=args.flip_tta)
     except (DatasetError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -168,14 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {"model": args.model, "tau": tau, "priors": dict(zip(classes, map(float, priors))),
               "soft_labels": args.soft_labels, "flip_tta": args.flip_tta, "shifted_copy": args.shifted_copy,
               "validation_faces": len(val), "grid": rows, "classes": classes}
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        adjusted(model, priors, tau).save(out)
-        out.with_suffix(".adjust.json").write_text(json.dumps(report, indent=1) + "\n")
-    except OSError as err:
-        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+    written = save_with_report(adjusted(model, priors, tau), out, report, "adjust")
+    if written is None:
         return 2
-    print(f"tau {tau}: wrote {out} and {out.with_suffix('.adjust.json')}")
+    print(f"tau {tau}: wrote {out} and {written}")
     return 0
 
 

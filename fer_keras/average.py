@@ -20,14 +20,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from fer_keras.cli import add_data_arguments, data_config
+from fer_keras.cli import add_data_arguments, add_validation_arguments, save_with_report, validation_faces
 from fer_keras.data.readers.common import DatasetError
 
 
@@ -83,12 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
                    help="greedy soup chosen on validation (the default when --data is given: without it no faces "
                         "are read); --no-greedy averages every model")
-    p.add_argument("--flip-tta", action="store_true",
-                   help="score on validation with flip TTA (as the model will be used)")
-    p.add_argument("--shifted-copy", action="store_true",
-                   help="score on the validation faces plus a shifted copy (what fer_keras.train "
-                        "--shifted-validation chose checkpoints on)")
-    p.add_argument("--seed", type=int, default=0, help="seed of carved splits and of the shifted copy (the run's)")
+    add_validation_arguments(p, "score")
     p.add_argument("--out", required=True, help="the averaged model (.keras); a report NAME.average.json beside it")
     return p
 
@@ -96,10 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    from fer_keras.data.sources import load_data
     from fer_keras.evaluation import predict_probabilities
     from fer_keras.loading import ModelLoadError, infer_taxonomy, load_classifier
-    from fer_keras.training import with_shifted_copy
 
     greedy = bool(args.data) if args.greedy is None else args.greedy
     try:
@@ -119,13 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         average = average_weights(models, args.models) if not greedy else None  # checks the architectures
         rows = []
         if args.data:
-            taxonomy = infer_taxonomy(models[0])
-            data = load_data(data_config(args, args.seed, classes=taxonomy.name))
-            if "val" not in data.splits:
-                raise DatasetError(f"the data has no validation split (it has {', '.join(data.splits)})")
-            val = data.splits["val"]
-            if args.shifted_copy:
-                val = with_shifted_copy(val, args.seed)
+            _, val = validation_faces(args, infer_taxonomy(models[0]).name)
             labels = np.asarray(val.labels)
 
             def score(model) -> float:
@@ -150,14 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     members = [r["model"] for r in rows if r.get("joined")] if greedy else list(args.models)
     report = {"models": list(args.models), "greedy": greedy, "members": members, "flip_tta": args.flip_tta,
               "shifted_copy": args.shifted_copy, "validation": rows}
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        average.save(out)
-        out.with_suffix(".average.json").write_text(json.dumps(report, indent=1) + "\n")
-    except OSError as err:
-        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+    written = save_with_report(average, out, report, "average")
+    if written is None:
         return 2
-    print(f"averaged {len(members)} of {len(args.models)} models: wrote {out} and {out.with_suffix('.average.json')}")
+    print(f"averaged {len(members)} of {len(args.models)} models: wrote {out} and {written}")
     return 0
 
 

@@ -6,6 +6,9 @@ No command line imports another: each takes the flags it shares with the others 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 from fer_keras.config import CLASS_VIEWS, DataConfig
 from fer_keras.data.readers.common import DatasetError
@@ -55,3 +58,42 @@ def data_config(args: argparse.Namespace, seed: int = 0, *, classes: str | None 
         synthetic_per_class=args.synthetic_per_class,
         seed=seed,
     )
+
+
+def add_validation_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The flags of the commands that choose something on the validation faces (``fer_keras.adjust``,
+    ``fer_keras.average``); ``verb`` says what they do there ("choose", "score")."""
+    parser.add_argument("--flip-tta", action="store_true",
+                        help=f"{verb} with flip TTA (as the model will be used: a shipped model's card says)")
+    parser.add_argument("--shifted-copy", action="store_true",
+                        help=f"{verb} on the validation faces plus a shifted copy (what fer_keras.train "
+                             "--shifted-validation chose checkpoints on)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of carved splits and of the shifted copy (use the training run's)")
+
+
+def validation_faces(args: argparse.Namespace, classes: str, *, require_train: bool = False):
+    """The data the flags name, and its validation faces (with their shifted copy for ``--shifted-copy``)."""
+    from fer_keras.data.sources import load_data
+    from fer_keras.training import with_shifted_copy
+
+    data = load_data(data_config(args, args.seed, classes=classes), require_train=require_train)
+    if "val" not in data.splits:
+        raise DatasetError(f"the data has no validation split (it has {', '.join(data.splits)})")
+    val = data.splits["val"]
+    return data, (with_shifted_copy(val, args.seed) if args.shifted_copy else val)
+
+
+def save_with_report(model, out, report: dict, kind: str):
+    """Saves ``model`` to ``out`` (.keras) and ``report`` as ``NAME.<kind>.json`` beside it; the report's path,
+    or None after printing one clear error when either cannot be written."""
+    out = Path(out)
+    path = out.with_suffix(f".{kind}.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    except OSError as err:
+        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+        return None
+    return path
