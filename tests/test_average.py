@@ -95,6 +95,7 @@ def test_cli_greedy_soup_on_validation_agrees_with_evaluate(tmp_path, capsys):
     ("missing", "does not exist"),
     ("architecture", "does not have the architecture"),
     ("greedy without data", "give --data"),
+    ("no validation split", "the data has no validation split"),
 ])
 def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, case, message):
     a, b = str(tmp_path / "a.keras"), str(tmp_path / "b.keras")
@@ -105,7 +106,8 @@ def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, case, message):
             "suffix": ["--models", a, b, "--no-greedy", "--out", str(tmp_path / "o.h5")],
             "missing": ["--models", a, str(tmp_path / "none.keras"), "--no-greedy", "--out", out],
             "architecture": ["--models", a, b, *DATA, "--out", out],
-            "greedy without data": ["--models", a, b, "--greedy", "--out", out]}[case]
+            "greedy without data": ["--models", a, b, "--greedy", "--out", out],
+            "no validation split": ["--models", a, b, *DATA, "--val-fraction", "0", "--out", out]}[case]
     assert average.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
