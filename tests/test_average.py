@@ -107,7 +107,8 @@ def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, case, message):
             "missing": ["--models", a, str(tmp_path / "none.keras"), "--no-greedy", "--out", out],
             "architecture": ["--models", a, b, *DATA, "--out", out],
             "greedy without data": ["--models", a, b, "--greedy", "--out", out],
-            "no validation split": ["--models", a, b, *DATA, "--val-fraction", "0", "--out", out]}[case]
+            "no validation split": ["--models", a, b, "--data", "synthetic", "--image-size", "32",
+                                    "--synthetic-per-class", "5", "--val-fraction", "0", "--out", out]}[case]
     assert average.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
