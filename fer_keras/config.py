@@ -82,6 +82,7 @@ class TrainConfig:
             into that face's target: with augmentation (``robust``) the student
             learns to say on a shifted face what the teacher says on the clean one.
             The teacher must not have trained on this run's validation or test faces.
+            Several models separated by commas: their ensemble (mean probabilities) teaches.
         distill_weight: share of the teacher's probabilities in the target (0-1).
     """
 
@@ -141,6 +142,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
         if not 0 <= self.distill_weight <= 1:
             raise ValueError(f"distill_weight must be from 0 to 1; got {self.distill_weight}")
+        if self.distill_from and not all(name.strip() for name in self.distill_from.split(",")):
+            raise ValueError(f"distill_from names teachers separated by commas, none empty; got {self.distill_from!r}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be below 1; got {self.label_smoothing}")
         if self.keep_checkpoints < 1:

@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this .keras model's (or shipped model's) weights, same architecture (the logits "
         "layer may differ: six to seven classes); it must not have trained on this run's val/test faces",
     )
-    t.add_argument("--distill-from", default=D.distill_from, metavar="MODEL",
+    t.add_argument("--distill-from", default=D.distill_from, metavar="MODEL[,MODEL...]",
                    help="blend this teacher's probabilities on each clean training face into its target (with "
                         "--augment robust: the student learns to say on a shifted face what the teacher says on "
-                        "the clean one); it must not have trained on this run's val/test faces")
+                        "the clean one); several, separated by commas: their ensemble (mean probabilities) "
+                        "teaches. None may have trained on this run's val/test faces")
     t.add_argument("--distill-weight", type=float, default=D.distill_weight,
                    help="share of the teacher's probabilities in the targets, 0-1. Default: %(default)s")
     t.add_argument("--seed", type=int, default=D.seed, help="seed for weights, splits, shuffling. Default: %(default)s")

@@ -259,25 +259,37 @@ def resume_seed(seed: int, epochs_done: int) -> int:
     return seed + 7919 * epochs_done
 
 
+def teacher_names(distill_from: str) -> list[str]:
+    """The teachers ``distill_from`` names: one model, or several separated by commas (an ensemble)."""
+    return [name.strip() for name in distill_from.split(",")]
+
+
 def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_labels: bool) -> FaceSet:
     """``faces`` whose targets are ``weight`` x the teacher's flip-averaged probabilities on the clean
     faces + ``1 - weight`` x their own (vote distributions with ``soft_labels``, else one-hot).
 
-    The teacher sees each face once, here, as it is on disk; augmentation later changes only the
-    student's input, so the target of a shifted face stays what the teacher says on the clean one."""
-    model = load_classifier(teacher)  # float32 already; a SavedModel or shipped name works too
+    ``teacher`` may name several models separated by commas: the teacher is then their ensemble, the mean
+    of their flip-averaged probabilities (every one checked before any is run). The teacher sees each face
+    once, here, as it is on disk; augmentation later changes only the student's input, so the target of a
+    shifted face stays what the teacher says on the clean one."""
     classes = faces.taxonomy.num_classes
-    size = (getattr(model, "input_shape", None) or (None, None))[1]
-    if size is not None and size != faces.images.shape[1]:
-        raise RunDirError(f"--distill-from {teacher}: the teacher takes {size} px faces, this run's faces are "
-                          f"{faces.images.shape[1]} px (--image-size)")
-    probe = model.predict(faces.images[:1], verbose=0)["probabilities"]
-    if probe.shape[-1] != classes:
-        raise RunDirError(f"--distill-from {teacher}: the teacher has {probe.shape[-1]} classes, this run "
-                          f"{classes} ({', '.join(faces.taxonomy.classes)})")
-    print(f"distilling from {teacher}: its flip-averaged probabilities on the {len(faces)} clean training faces, "
-          f"weight {weight}")
-    taught = predict_probabilities(model, faces.images, flip_tta=True).astype(np.float32)
+    models = []
+    for name in teacher_names(teacher):
+        model = load_classifier(name)  # float32 already; a SavedModel or shipped name works too
+        size = (getattr(model, "input_shape", None) or (None, None))[1]
+        if size is not None and size != faces.images.shape[1]:
+            raise RunDirError(f"--distill-from {name}: the teacher takes {size} px faces, this run's faces are "
+                              f"{faces.images.shape[1]} px (--image-size)")
+        probe = model.predict(faces.images[:1], verbose=0)["probabilities"]
+        if probe.shape[-1] != classes:
+            raise RunDirError(f"--distill-from {name}: the teacher has {probe.shape[-1]} classes, this run "
+                              f"{classes} ({', '.join(faces.taxonomy.classes)})")
+        models.append((name, model))
+    kind = f"the mean of {len(models)} teachers'" if len(models) > 1 else "its"
+    print(f"distilling from {teacher}: {kind} flip-averaged probabilities on the {len(faces)} clean training "
+          f"faces, weight {weight}")
+    taught = np.mean([predict_probabilities(model, faces.images, flip_tta=True) for _, model in models],
+                     axis=0).astype(np.float32)
     own = faces.soft if soft_labels else np.eye(classes, dtype=np.float32)[faces.labels]
     out = faces.select(np.arange(len(faces)))
     out.soft = (weight * taught + (1.0 - weight) * own).astype(np.float32)

@@ -228,6 +228,7 @@ def test_the_first_resumed_epoch_logs_what_an_uninterrupted_run_would(tmp_path):
 def test_distillation_blends_the_teachers_clean_face_probabilities_into_the_targets(finished_run, tmp_path):
     from fer_keras.data.sources import load_data
     from fer_keras.evaluation import predict_probabilities
+    from fer_keras.models import build_model
     from fer_keras.training import with_teacher_targets
 
     teacher = str(finished_run.run_dir / "best.keras")
@@ -238,6 +239,21 @@ def test_distillation_blends_the_teachers_clean_face_probabilities_into_the_targ
     np.testing.assert_allclose(taught.soft, expected, atol=1e-5)
     np.testing.assert_allclose(taught.soft.sum(1), 1.0, atol=1e-5)
     assert np.array_equal(taught.images, faces.images) and np.array_equal(faces.soft.argmax(1), faces.labels)
+
+    # An ensemble: the mean of the teachers' flip-averaged probabilities (a second teacher with other logits).
+    other = keras.saving.load_model(teacher, compile=False)
+    logits = other.get_layer("logits")
+    logits.kernel.assign(np.asarray(logits.kernel) * -1.5)
+    other.save(tmp_path / "other.keras")
+    second = predict_probabilities(other, faces.images, flip_tta=True)
+    assert np.abs(second - probs).max() > 0.05
+    ensemble = with_teacher_targets(faces, f"{teacher}, {tmp_path / 'other.keras'}", 0.25, soft_labels=False)
+    np.testing.assert_allclose(ensemble.soft, 0.25 * (probs + second) / 2 + 0.75 * np.eye(6)[faces.labels], atol=1e-5)
+    build_model("gimefive", num_classes=7, input_size=32, width=1 / 16).save(tmp_path / "seven.keras")
+    with pytest.raises(RunDirError, match=f"--distill-from {tmp_path / 'seven.keras'}: the teacher has 7 classes"):
+        with_teacher_targets(faces, f"{teacher},{tmp_path / 'seven.keras'}", 0.25, soft_labels=False)
+    with pytest.raises(ValueError, match="distill_from names teachers separated by commas, none empty"):
+        tiny_config(tmp_path, distill_from=f"{teacher},")
 
     result = train(tiny_config(tmp_path, epochs=1, export_base="", distill_from=teacher, distill_weight=0.5,
                                augment=("flip", "robust")), verbose=0, progress=False)
