@@ -269,9 +269,9 @@ def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_label
     faces + ``1 - weight`` x their own (vote distributions with ``soft_labels``, else one-hot).
 
     ``teacher`` may name several models separated by commas: the teacher is then their ensemble, the mean
-    of their flip-averaged probabilities (every one checked before any is run). The teacher sees each face
-    once, here, as it is on disk; augmentation later changes only the student's input, so the target of a
-    shifted face stays what the teacher says on the clean one."""
+    of their flip-averaged probabilities (every one loaded and checked before any labels the faces). The
+    teacher sees each face once, here, as it is on disk; augmentation later changes only the student's
+    input, so the target of a shifted face stays what the teacher says on the clean one."""
     classes = faces.taxonomy.num_classes
     models = []
     for name in teacher_names(teacher):
