@@ -14,6 +14,14 @@
 # validation, choose, test once (RESULTS.md "Robust default models").
 # PACK (default .gpu/fer2013-six.npz; several shards separated by spaces), INIT (default gimefive-fer2013) and
 # EXTRA (more flags for both runs, e.g. EXTRA=--soft-labels for FER+ vote distributions) change what is trained.
+# FER+ (issue 25's seven-class default), whose pack with the shipped weights is over one call's 64 MiB: here,
+#   python -m fer_keras.portable pack --data ferplus=../shared/data/ferplus --classes seven \
+#       --out .gpu/ferplus-seven.npz --shard-megabytes 30      # -> ferplus-seven-0.npz (31.5 MB), -1.npz (17.0 MB)
+# and fer_keras/weights/gimefive-fer2013.* moved out of the tree for both calls (not committed); call 1 carries
+# .gpu/ferplus-seven-0.npz and runs `mkdir -p /tmp/pack && cp .gpu/ferplus-seven-0.npz /tmp/pack/`; call 2, to the
+# same warm machine, carries .gpu/ferplus-seven-1.npz and .whl and runs
+#   PACK='/tmp/pack/ferplus-seven-0.npz .gpu/ferplus-seven-1.npz' INIT=gimefive-ferplus EXTRA=--soft-labels \
+#       bash cluster/accelerator-robust.sh $OUT 420
 set -uo pipefail
 OUT=${1:?usage: bash cluster/accelerator-robust.sh OUT_DIR [DEADLINE_S]}
 DEADLINE=${2:-420}
