@@ -18,9 +18,10 @@
 #   python -m fer_keras.portable pack --data ferplus=../shared/data/ferplus --classes seven \
 #       --out .gpu/ferplus-seven.npz --shard-megabytes 30      # -> ferplus-seven-0.npz (31.5 MB), -1.npz (17.0 MB)
 # and fer_keras/weights/gimefive-fer2013.* moved out of the tree for both calls (not committed); call 1 carries
-# .gpu/ferplus-seven-0.npz and runs `mkdir -p /tmp/pack && cp .gpu/ferplus-seven-0.npz /tmp/pack/`; call 2, to the
-# same warm machine, carries .gpu/ferplus-seven-1.npz and .whl and runs
-#   PACK='/tmp/pack/ferplus-seven-0.npz .gpu/ferplus-seven-1.npz' INIT=gimefive-ferplus EXTRA=--soft-labels \
+# .gpu/ferplus-seven-0.npz and runs `mkdir -p runs/pack && cp .gpu/ferplus-seven-0.npz runs/pack/` (runs/ is
+# ignored, so the copy stays on the warm machine); call 2, to the same warm machine, carries .gpu/ferplus-seven-1.npz
+# and .whl and runs
+#   PACK='runs/pack/ferplus-seven-0.npz .gpu/ferplus-seven-1.npz' INIT=gimefive-ferplus EXTRA=--soft-labels \
 #       bash cluster/accelerator-robust.sh $OUT 420
 set -uo pipefail
 OUT=${1:?usage: bash cluster/accelerator-robust.sh OUT_DIR [DEADLINE_S]}
