@@ -24,6 +24,7 @@ size. Reported: false boxes per frame for each kind and over all.
     python -m benchmarks.detectors --detectors blazeface,blazeface-unverified,mtcnn,haar --empty-frames 20
     python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
     python -m benchmarks.detectors --detectors blazeface,blazeface-once   # with and without the second look
+    python -m benchmarks.detectors --detectors blazeface,blazeface-onebox --empty-frames 10   # O-Net's two views or one
     python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
     python -m benchmarks.detectors --video runs/vb-textured --every 5 --detectors blazeface,blazeface-look3.0
 
@@ -58,6 +59,8 @@ def make(name: str):
         words = name.split("-")[1:]
         model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
         options = {"verify": None} if "unverified" in words else {}
+        if "onebox" in words:  # O-Net on BlazeFace's box alone (before session 15: no second, framed view)
+            options["verify_framed"] = False
         if {"once", "unverified"} & set(words):  # BlazeFace alone is the detector before issue 28: no second look
             options["second_look"] = None
         for word in words:
@@ -204,8 +207,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("train", "test"), default="test", help="whose faces to paste")
     p.add_argument("--faces", type=int, default=300, help="faces per size")
     p.add_argument("--detectors", default="blazeface,mtcnn,haar",
-                   help="comma list: mtcnn, haar, blazeface[-back|-full|-short][-single][-raw] (single: the whole "
-                        "frame only, no tiles; raw: BlazeFace's own box)")
+                   help="comma list: mtcnn, haar, blazeface[-back|-full|-short][-single][-raw][-onebox] (single: "
+                        "the whole frame only, no tiles; raw: BlazeFace's own box; onebox: O-Net verifies BlazeFace's "
+                        "box alone, not also its FER2013 framing)")
     p.add_argument("--backgrounds", default="blurred-noise,textured",
                    help="scene backgrounds, comma list of blurred-noise, textured. Default: %(default)s")
     p.add_argument("--empty-frames", type=int, default=0, help="face-free frames of each kind (0: none)")

@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="BlazeFace alone: no O-Net verification and no second look (the detector before issue 28)")
     p.add_argument("--no-second-look", action="store_true",
                    help="BlazeFace verified but without its second look (the detector of session 10)")
+    p.add_argument("--verify-box-only", action="store_true",
+                   help="O-Net verifies BlazeFace's own box alone, not also its FER2013 framing (before session 15)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
     p.add_argument("--pretrained", default="gimefive-fer2013",
                    help="shipped model served when --model-base-path is not given. Default: %(default)s")
@@ -286,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.no_faces or args.background != "blurred-noise") and not (args.cut_every and not args.video):
         print("error: --no-faces and --background build a video of shots: they need --cut-every (and no --video)",
+              file=sys.stderr)
+        return 2
+    blazeface_only = [f for f, on in (("--no-verify", args.no_verify), ("--no-second-look", args.no_second_look),
+                                      ("--verify-box-only", args.verify_box_only)) if on]
+    if blazeface_only and args.detector not in (None, "blazeface"):
+        print(f"error: {', '.join(blazeface_only)} change BlazeFace; they do not go with --detector {args.detector}",
               file=sys.stderr)
         return 2
     if not Path(args.fer2013, "test").is_dir():
@@ -323,10 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
-        if args.no_verify or args.no_second_look:
+        if args.no_verify or args.no_second_look or args.verify_box_only:
             from fer_keras.detection import BlazeFaceDetector
 
-            detector = BlazeFaceDetector(**({"verify": None} if args.no_verify else {}), second_look=None)
+            options = {"verify": None} if args.no_verify else {}
+            if args.no_verify or args.no_second_look:
+                options["second_look"] = None
+            detector = BlazeFaceDetector(**options, verify_framed=not args.verify_box_only)
         elif args.candidate_threshold is not None and args.detector == "mtcnn":
             from fer_keras.detection import MTCNNDetector
 
@@ -354,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{('the keypoints, levelled' if config.level else 'the keypoints') if config.align else 'the box'}"
         f"{', BlazeFace unverified' if args.no_verify else ''}"
         f"{', BlazeFace without its second look' if args.no_second_look else ''}"
+        f"{', O-Net on the box alone' if args.verify_box_only else ''}"
         f"; cuts found: {len(summary.get('cuts', []))}"
     )
     print(f"end to end: {summary['frames_per_second']} frames/s")

@@ -330,8 +330,12 @@ class BlazeFaceDetector:
             so crops look like the training faces; False returns BlazeFace's own box.
         tiles: on frames wider (or taller) than square, also run on square tiles of the short side
             and merge (3 passes for 4:3 frames): faces are larger in the model's input.
-        verify: least score of :class:`FaceVerifier` (O-Net) a detection needs, on BlazeFace's own box;
-            None keeps every detection (BlazeFace alone draws faces on textured backgrounds).
+        verify: least score of :class:`FaceVerifier` (O-Net) a detection needs; None keeps every
+            detection (BlazeFace alone draws faces on textured backgrounds).
+        verify_framed: score each detection on two patches, BlazeFace's own box and its FER2013
+            framing (see ``fer_framing``), and take the mean of O-Net's two probabilities; False scores
+            BlazeFace's box alone. O-Net rejects some real faces on the tight box that it accepts on
+            the wider one (BENCHMARKS.md, "Two views for the verifier").
         second_look: after verification, run BlazeFace again on a square window this many times each
             detection's side around it, and take what it finds there (verified) in place of the
             detection; None skips it. On textured backgrounds BlazeFace's coarse anchors put boxes
@@ -362,7 +366,7 @@ class BlazeFaceDetector:
 
     def __init__(self, model: str = "back", threshold: float = 0.4, iou_threshold: float = 0.3,
                  fer_framing: bool = True, tiles: bool = True, verify: float | None = 0.5,
-                 second_look: float | None = 2.5):
+                 second_look: float | None = 2.5, verify_framed: bool = True):
         if model not in self.MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; choose one of: {', '.join(self.MODELS)}")
         if not 0 < threshold < 1:
@@ -373,6 +377,7 @@ class BlazeFaceDetector:
             raise ValueError(f"second_look must be a window of at least 1.2 box sides (or None); got {second_look}")
         self.tiles, self.second_look = tiles, second_look
         self.verifier = FaceVerifier(verify) if verify is not None else None
+        self.verify_framed = verify_framed
         self.confirm_score = 0.0 if self.verifier is not None else self.UNVERIFIED_CONFIRM_SCORE
         self._interpreter = _tflite_interpreter(_blazeface_file(name))
         self._interpreter.allocate_tensors()
@@ -425,7 +430,12 @@ class BlazeFaceDetector:
     def _verified(self, image: np.ndarray, found: list) -> list:
         if self.verifier is None or not found:
             return found
-        verified = self.verifier.scores(image, [b for b, _, _ in found])
+        boxes = [b for b, _, _ in found]
+        if self.verify_framed:
+            both = self.verifier.scores(image, boxes + [self._framed(*b) for b in boxes])
+            verified = (both[:len(boxes)] + both[len(boxes):]) / 2
+        else:
+            verified = self.verifier.scores(image, boxes)
         return [f for f, v in zip(found, verified) if v >= self.verifier.threshold]
 
     def _look_again(self, image: np.ndarray, found: list) -> list:
@@ -471,13 +481,17 @@ class BlazeFaceDetector:
             alive &= ~group
         return out
 
+    def _framed(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+        """The square that frames a BlazeFace box as FER2013 frames its faces (``FRAMING``)."""
+        factor, shift = self.FRAMING[self.model]
+        side = max(w, h) * factor
+        cx, cy = x + w / 2, y + h / 2 + shift * max(w, h)
+        return cx - side / 2, cy - side / 2, side, side
+
     def _face(self, box: np.ndarray, score: float, points: np.ndarray) -> Face:
         x, y, w, h = (float(v) for v in box)
         if self.fer_framing:
-            factor, shift = self.FRAMING[self.model]
-            side = max(w, h) * factor
-            cx, cy = x + w / 2, y + h / 2 + shift * max(w, h)
-            x, y, w, h = cx - side / 2, cy - side / 2, side, side
+            x, y, w, h = self._framed(x, y, w, h)
         # Keypoints: the subject's right eye (image left), left eye, nose tip, mouth centre, two ear tragions.
         marks = {"left_eye": points[0], "right_eye": points[1], "nose": points[2], "mouth": points[3]}
         return Face((int(round(x)), int(round(y)), int(round(w)), int(round(h))), score,

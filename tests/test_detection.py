@@ -284,3 +284,38 @@ def test_verified_faces_need_no_second_detection_unverified_ones_do():
 
     assert BlazeFaceDetector().confirm_score == 0.0
     assert BlazeFaceDetector(verify=None).confirm_score == BlazeFaceDetector.UNVERIFIED_CONFIRM_SCORE == 0.75
+
+
+def test_the_verifier_weighs_the_box_and_its_fer_framing():
+    """O-Net scores each detection on BlazeFace's own box and on the square the detector reports (the
+    FER2013 framing) and the mean decides; ``verify_framed=False`` scores the box alone."""
+    from fer_keras.detection import BlazeFaceDetector
+
+    detector = BlazeFaceDetector(second_look=None)
+    box = np.array([100.0, 80.0, 60.0, 64.0])
+    found = [(box, 0.7, np.zeros((6, 2), np.float32))]
+    framed = detector._framed(*box)
+    reported = detector._face(*found[0]).box
+    assert framed[2] == framed[3] == pytest.approx(64 * BlazeFaceDetector.FRAMING["back"][0])
+    assert np.allclose(framed, reported, atol=0.51)  # the second view is the box the detector reports
+    seen = []
+
+    def scores(tight, wide):
+        def score(image, boxes):
+            seen.append([tuple(np.round(b, 3)) for b in boxes])
+            return np.array([wide if b[2] > 64 else tight for b in boxes], np.float32)
+        return score
+
+    image = np.zeros((240, 320, 3), np.uint8)
+    detector.verifier.scores = scores(0.3, 0.9)  # rejected on the tight box, a face on the wider one: mean 0.6
+    assert len(detector._verified(image, found)) == 1
+    assert seen[-1] == [tuple(np.round(box, 3)), tuple(np.round(framed, 3))]
+    detector.verifier.scores = scores(0.3, 0.6)  # mean 0.45
+    assert detector._verified(image, found) == []
+    detector.verifier.scores = scores(0.6, 0.3)
+    assert detector._verified(image, found) == []
+    one = BlazeFaceDetector(second_look=None, verify_framed=False)
+    one.verifier.scores = scores(0.3, 0.9)
+    assert one._verified(image, found) == [] and seen[-1] == [tuple(np.round(box, 3))]
+    one.verifier.scores = scores(0.6, 0.0)
+    assert len(one._verified(image, found)) == 1

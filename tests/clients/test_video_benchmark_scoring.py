@@ -100,3 +100,11 @@ def test_clean_predictions_classify_each_source_image_once(tmp_path):
     assert clean_predictions(client, tmp_path, [[a, missing]]) is None
     (tmp_path / "test" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
     assert clean_predictions(client, tmp_path, [[a, {**a, "source": "test/happy/broken.jpg"}]]) is None
+
+
+def test_blazeface_options_with_another_detector_are_one_clear_error(capsys):
+    from benchmarks.video_benchmark import main
+
+    assert main(["--detector", "mtcnn", "--verify-box-only", "--no-verify"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-verify, --verify-box-only change BlazeFace" in err and "--detector mtcnn" in err
