@@ -204,8 +204,9 @@ class FaceVerifier:
     BlazeFace alone draws faces on textures (walls, fabric, foliage, sensor noise: 0.8-1.3 false boxes per
     frame, issue 28). The threshold 0.5 was set on a first look at 120 FER2013 test faces in textured
     scenes and 48 texture frames; on other frames (BENCHMARKS.md, "Textured backgrounds and face-free
-    frames") the verified BlazeFace draws 0.009 false boxes per face-free frame (0.79 alone) and finds
-    1.4-3.4 points fewer of the faces in scenes.
+    frames") the verified BlazeFace drew 0.009 false boxes per face-free frame (0.79 alone) and found
+    1.4-3.4 points fewer of the faces in scenes; scoring each box on two views (BlazeFace's
+    ``verify_framed``, session 15) it draws none there and finds 1.3-4.0 points more than on one.
 
     Args:
         threshold: least O-Net face probability a box needs.
