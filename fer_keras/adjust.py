@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_classifier(args.model)
         _logits_layer(model)
         taxonomy = infer_taxonomy(model)
-        data, val = validation_faces(args, taxonomy.name, require_train=True)
+        data, val = validation_faces(args, taxonomy.name, "to choose tau on", require_train=True)
         priors = class_priors(data.splits["train"], args.soft_labels)
         tau, rows = choose_tau(model, val.images, val.labels, priors, grid=grid, flip_tta=args.flip_tta)
     except (DatasetError, ModelLoadError, ValueError) as err:

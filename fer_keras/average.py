@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         average = average_weights(models, args.models) if not greedy else None  # checks the architectures
         rows = []
         if args.data:
-            _, val = validation_faces(args, infer_taxonomy(models[0]).name)
+            _, val = validation_faces(args, infer_taxonomy(models[0]).name, "to score the checkpoints on")
             labels = np.asarray(val.labels)
 
             def score(model) -> float:

@@ -72,14 +72,16 @@ def add_validation_arguments(parser: argparse.ArgumentParser, verb: str) -> None
                         help="seed of carved splits and of the shifted copy (use the training run's)")
 
 
-def validation_faces(args: argparse.Namespace, classes: str, *, require_train: bool = False):
-    """The data the flags name, and its validation faces (with their shifted copy for ``--shifted-copy``)."""
+def validation_faces(args: argparse.Namespace, classes: str, purpose: str, *, require_train: bool = False):
+    """The data the flags name, and its validation faces (with their shifted copy for ``--shifted-copy``);
+    ``purpose`` ("to choose tau on") completes the error where the data has no validation split."""
     from fer_keras.data.sources import load_data
     from fer_keras.training import with_shifted_copy
 
     data = load_data(data_config(args, args.seed, classes=classes), require_train=require_train)
     if "val" not in data.splits:
-        raise DatasetError(f"the data has no validation split (it has {', '.join(data.splits)})")
+        raise DatasetError(f"the data has no validation split {purpose} (it has {', '.join(data.splits)}; "
+                           "--val-fraction carves one out of the training faces)")
     val = data.splits["val"]
     return data, (with_shifted_copy(val, args.seed) if args.shifted_copy else val)
 

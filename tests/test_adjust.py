@@ -113,6 +113,7 @@ def test_cli_writes_the_adjusted_model_and_its_report(tmp_path, capsys):
     (["--tau", "inf"], "--tau takes a number of 0 or more"),
     (["--out", "x.h5"], "--out must name a .keras file"),
     (["--model", "nothing-here.keras"], "does not exist"),
+    (["--val-fraction", "0"], "the data has no validation split to choose tau on"),
 ])
 def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, argv, message):
     from fer_keras.models import build_model

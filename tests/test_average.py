@@ -95,7 +95,7 @@ def test_cli_greedy_soup_on_validation_agrees_with_evaluate(tmp_path, capsys):
     ("missing", "does not exist"),
     ("architecture", "does not have the architecture"),
     ("greedy without data", "give --data"),
-    ("no validation split", "the data has no validation split"),
+    ("no validation split", "the data has no validation split to score the checkpoints on"),
 ])
 def test_cli_bad_input_gets_one_clear_error(tmp_path, capsys, case, message):
     a, b = str(tmp_path / "a.keras"), str(tmp_path / "b.keras")
