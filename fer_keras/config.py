@@ -35,6 +35,11 @@ DEFAULT_MODEL = "gimefive"
 DEFAULT_PRETRAINED = "gimefive-fer2013"
 
 
+def teacher_names(distill_from: str) -> list[str]:
+    """The teachers ``distill_from`` names: one model, or several separated by commas (an ensemble)."""
+    return [name.strip() for name in distill_from.split(",")]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run. Defaults are the GiMeFive paper's recipe.
@@ -142,7 +147,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative; got {getattr(self, name)}")
         if not 0 <= self.distill_weight <= 1:
             raise ValueError(f"distill_weight must be from 0 to 1; got {self.distill_weight}")
-        if self.distill_from and not all(name.strip() for name in self.distill_from.split(",")):
+        if self.distill_from and not all(teacher_names(self.distill_from)):
             raise ValueError(f"distill_from names teachers separated by commas, none empty; got {self.distill_from!r}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be below 1; got {self.label_smoothing}")

@@ -25,7 +25,7 @@ from fer_keras.checkpointing import (
     atomic_write_text,
     load_state,
 )
-from fer_keras.config import DataConfig, TrainConfig
+from fer_keras.config import DataConfig, TrainConfig, teacher_names
 from fer_keras.data.faces import FaceSet
 from fer_keras.data.integrity import leaked_mask
 from fer_keras.data.pipeline import (
@@ -257,11 +257,6 @@ def resume_seed(seed: int, epochs_done: int) -> int:
     against 0.16 on synthetic faces). A fresh seed per restart gives the resumed epochs new orders.
     """
     return seed + 7919 * epochs_done
-
-
-def teacher_names(distill_from: str) -> list[str]:
-    """The teachers ``distill_from`` names: one model, or several separated by commas (an ensemble)."""
-    return [name.strip() for name in distill_from.split(",")]
 
 
 def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_labels: bool) -> FaceSet:
