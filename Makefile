@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo lint test test-fast clean
+.PHONY: setup browser demo lint test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,6 +12,15 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# Debian's Chromium for the browser tests of the analysis service's page (installed as root where missing;
+# otherwise those tests skip and say why).
+browser:
+	@command -v chromium > /dev/null || command -v chromium-browser > /dev/null || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	    echo "installing Debian's chromium for the page's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
+	  else echo "note: no Chromium; the page's browser tests will skip (as root: apt-get install chromium)"; fi; }
 
 # Train GiMeFive on the embedded synthetic faces, evaluate it and export a SavedModel to models/gimefive/<version>.
 demo: setup
@@ -24,7 +33,7 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest $(XDIST) --durations=15
 
 test-fast: setup

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from clients.client import EmotionClient
-    from clients.video import start_embedded_server
     from fer_keras.loading import load_classifier
+    from serving.local.embedded import start_embedded_server
 
     model = load_classifier(args.model_base_path)
     serve = model._serve

@@ -76,7 +76,7 @@ def run_load(address: str, *, clients: int = 16, seconds: float = 10.0, max_requ
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import describe
-    from clients.video import start_embedded_server
+    from serving.local.embedded import start_embedded_server
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-base-path", default=str(Path(__file__).resolve().parents[1] / "models" / "gimefive"))

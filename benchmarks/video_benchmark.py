@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from clients.analyzer import AnalyzerConfig, VideoAnalyzer
     from clients.client import EmotionClient
     from clients.sources import open_source
-    from clients.video import start_embedded_server
+    from serving.local.embedded import start_embedded_server
 
     out = Path(args.out or tempfile.mkdtemp(prefix="video-bench-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     quality = score(truth, records, client.classes, clean=clean)
     cropped = score(truth, records, client.classes, region="crop")
     centred = score(truth, records, client.classes, region="crop", criterion="centre")
-    refreshes = sum(f["heatmap_refreshed"] for r in records for f in r["faces"])
+    refreshes = sum("explanation" in f for r in records for f in r["faces"])
     face_seconds = sum(len(r["faces"]) for r in records) / 30.0
     every_frame = all(len(r["faces"]) >= 1 for r, gt in zip(records, truth) if gt)
     print(f"machine: {describe()}")

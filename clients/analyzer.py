@@ -30,18 +30,11 @@ from clients.client import EmotionClient
 from clients.cuts import ShotCutDetector
 from clients.settings import AnalyzerConfig
 from clients.sources import FrameSource, VideoSink
-from clients.tracking import IoUTracker, Track, appearance
-from fer_keras.detection import (
-    FER_MARGIN,
-    Detector,
-    Face,
-    crop_face,
-    crop_region,
-    keypoints_in_crop,
-    make_detector,
-)
+from clients.streams import StreamState
+from clients.tracking import Track, appearance
+from fer_keras.analysis import FaceExplanation, Framing, explain_faces, face_record
+from fer_keras.detection import Detector, Face, make_detector
 from fer_keras.explain.overlay import annotate_face
-from fer_keras.explain.regions import face_regions, region_shares
 
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")
 _END = object()
@@ -53,8 +46,7 @@ class FaceResult:
     face: Face
     probabilities: np.ndarray
     smoothed: np.ndarray
-    explained: bool = False
-    regions: dict | None = None
+    explanation: FaceExplanation | None = None  # made on this frame
 
 
 @dataclass
@@ -63,18 +55,11 @@ class FrameResult:
     time: float
     faces: list[FaceResult] = field(default_factory=list)
 
-    def to_json(self, classes, margin: float = FER_MARGIN) -> dict:
+    def to_json(self, classes, framing: Framing) -> dict:
         return {
             "frame": self.index, "time": round(self.time, 4),
-            "faces": [{
-                "track": f.track_id, **f.face.to_json(), "crop": list(crop_region(f.face.box, margin)),
-                "emotion": classes[int(f.smoothed.argmax())],
-                "probabilities": {c: round(float(p), 5) for c, p in zip(classes, f.probabilities)},
-                "smoothed": {c: round(float(p), 5) for c, p in zip(classes, f.smoothed)},
-                "heatmap_refreshed": f.explained,
-                **({"heatmap_regions": {k: round(v, 4) for k, v in f.regions.items()}}
-                   if f.explained and f.regions is not None else {}),
-            } for f in self.faces],
+            "faces": [face_record(classes, f.face, framing, f.probabilities, track=f.track_id, smoothed=f.smoothed,
+                                  explanation=f.explanation) for f in self.faces],
         }
 
 
@@ -110,14 +95,18 @@ class VideoAnalyzer:
         confirm = (
             config.confirm_score if config.confirm_score is not None else getattr(self.detector, "confirm_score", 0.0)
         )
-        self.tracker = IoUTracker(config.iou_threshold, box_smoothing=config.box_smoothing,
-                                  confirm_score=confirm, min_similarity=config.min_similarity)
+        self.stream = StreamState(config, confirm)
+        self.framing = Framing(config.margin, config.align, config.level)
         self.times: dict[str, float] = defaultdict(float)
         self.classes = client.classes
         self.cuts: list[int] = []
         self.regions: dict[str, list[dict]] = {}  # emotion -> region shares of each heatmap drawn for it
         self._last_detection = -10**9
         self._last_cut = 0  # the first shot starts at frame 0
+
+    @property
+    def tracker(self):
+        return self.stream.tracker
 
     # -- stages ----------------------------------------------------------------------
     def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
@@ -157,13 +146,13 @@ class VideoAnalyzer:
             self.times["encode"] += time.perf_counter() - start
 
     def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
-        return crop_face(frame, face, self.client.face_size, self.config.margin, self.config.align, self.config.level)
+        return self.framing.crop(frame, face, self.client.face_size)
 
     def _submit(self, batch: list[tuple[int, np.ndarray]], detections: dict[int, list[Face]], cuts: set[int]) -> _Chunk:
         per_frame, crops = [], []
         for index, frame in batch:
             if index in cuts:
-                self.tracker.reset()
+                self.stream.cut()
             if index in detections:
                 found = detections[index]
                 start = time.perf_counter()
@@ -171,8 +160,8 @@ class VideoAnalyzer:
                     [appearance(self._crop(frame, face)) for face in found] if self.config.min_similarity > 0 else None
                 )
                 self.times["crop"] += time.perf_counter() - start
-                self.tracker.update(found, index, looks)
-            live = [(t, t.face_at(index)) for t in self.tracker.live()]
+                self.stream.observe(index, found, looks)
+            live = self.stream.live(index)
             start = time.perf_counter()
             crops += [self._crop(frame, face) for _, face in live]
             self.times["crop"] += time.perf_counter() - start
@@ -184,7 +173,7 @@ class VideoAnalyzer:
         start = time.perf_counter()
         probabilities = chunk.future.result().probabilities if chunk.future is not None else np.zeros((0, 0))
         self.times["classify"] += time.perf_counter() - start
-        self._refresh_heatmaps(chunk)
+        self._refresh_heatmaps(chunk, probabilities)
         results, row = [], 0
         start = time.perf_counter()
         for (index, frame), faces in zip(chunk.frames, chunk.faces):
@@ -194,13 +183,11 @@ class VideoAnalyzer:
             for track, face in faces:
                 p = probabilities[row]
                 row += 1
-                smoothed = track.smooth(p, self.config.smoothing).copy()
-                track.history.append((index, smoothed))
-                result.faces.append(FaceResult(track.track_id, face, p, smoothed, track.heatmap_frame == index,
-                                               track.heatmap_regions))
-                if track.heatmap_frame == index and track.heatmap_regions is not None:
-                    # the heatmap explains this crop's own predicted class
-                    self.regions.setdefault(self.classes[int(p.argmax())], []).append(track.heatmap_regions)
+                smoothed = self.stream.smooth(track, p, index)
+                fresh = track.explanation if track.heatmap_frame == index else None
+                result.faces.append(FaceResult(track.track_id, face, p, smoothed, fresh))
+                if fresh is not None:  # the heatmap explains this crop's own predicted class
+                    self.regions.setdefault(self.classes[fresh.class_id], []).append(fresh.regions)
                 annotate_face(canvas, face.box, smoothed, self.classes, heatmap=track.heatmap, landmarks=face.landmarks,
                               label=f"#{track.track_id}", alpha=self.config.alpha,
                               avoid=[b for b in others if b is not face.box])
@@ -208,7 +195,7 @@ class VideoAnalyzer:
         self.times["annotate"] += time.perf_counter() - start
         return results
 
-    def _refresh_heatmaps(self, chunk: _Chunk) -> None:
+    def _refresh_heatmaps(self, chunk: _Chunk, probabilities: np.ndarray) -> None:
         """Explains each track whose heatmap is older than ``explain_every`` frames, on its latest crop here."""
         if self.explainer is None:
             return
@@ -218,18 +205,16 @@ class VideoAnalyzer:
             for track, face in faces:
                 latest[track.track_id] = (track, index, row, face)
                 row += 1
-        stale = [entry for entry in latest.values() if entry[1] - entry[0].heatmap_frame >= self.config.explain_every]
+        stale = [entry for entry in latest.values() if self.stream.stale(entry[0], entry[1])]
         if not stale:
             return
         start = time.perf_counter()
-        maps = self.explainer(chunk.crops[[r for _, _, r, _ in stale]])
-        size = self.client.face_size
-        for (track, index, _, face), heatmap in zip(stale, maps):
-            track.heatmap, track.heatmap_frame = heatmap, index
-            # where the map's mass lies on this face: eyes / nose / mouth from its keypoints in the crop
-            masks, _ = face_regions(keypoints_in_crop(face, size, self.config.margin, self.config.align,
-                                                      self.config.level), size)
-            track.heatmap_regions = region_shares(heatmap, masks)
+        rows = [r for _, _, r, _ in stale]
+        maps = self.explainer(chunk.crops[rows])
+        explained = explain_faces(self.config.explain, maps, probabilities[rows].argmax(-1),
+                                  [face for _, _, _, face in stale], self.client.face_size, self.framing)
+        for (track, index, _, _), explanation in zip(stale, explained):
+            self.stream.refreshed(track, index, explanation)
         self.times["explain"] += time.perf_counter() - start
 
     # -- the run ---------------------------------------------------------------------
@@ -268,7 +253,7 @@ class VideoAnalyzer:
             while len(inflight) > keep:
                 for result, canvas in self._finish(inflight.popleft(), source):
                     if log:
-                        log.write(json.dumps(result.to_json(self.classes, self.config.margin)) + "\n")
+                        log.write(json.dumps(result.to_json(self.classes, self.framing)) + "\n")
                         log.flush()
                     out.put(canvas)
                     done_frames += 1

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from fer_keras.analysis import FaceExplanation
 from fer_keras.detection import Face, iou  # noqa: F401 (iou: imported from here by callers)
 
 
@@ -58,7 +59,7 @@ class Track:
     probabilities: np.ndarray | None = None   # smoothed
     heatmap: np.ndarray | None = None
     heatmap_frame: int = -10**9
-    heatmap_regions: dict | None = None
+    explanation: FaceExplanation | None = None  # the latest, made at heatmap_frame
     appearance: np.ndarray | None = None  # signature of the last matched detection
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, smoothed probabilities)
 

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         from clients.analyzer import VideoAnalyzer, plot_timelines, plot_video_summary
         from clients.client import ClientError, EmotionClient, tls_credentials
         from clients.sources import SourceError, open_source
+        from serving.local.embedded import start_embedded_server
 
     if not args.verbose:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's per-packet complaints; skips are listed below
@@ -207,21 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary['frames']} frames, {len(summary['cuts'])} cuts, {len(summary['tracks'])} face tracks, "
           f"{summary['faces_classified']} faces, {summary['frames_per_second']} frames/s -> {out_dir}")
     return 0
-
-
-def start_embedded_server(model: str, base_path: str, batching=None):
-    """The local TF Serving stand-in on a free loopback port, serving ``base_path``."""
-    from serving.config import single_model_config
-    from serving.local.server import LocalServer
-
-    if not any(p.name.isdigit() for p in Path(base_path).glob("*")):
-        raise FileNotFoundError(f"no SavedModel versions under {base_path}: train one (make demo) or pass --server")
-    server = LocalServer(single_model_config(model, str(Path(base_path).resolve())), port=0, poll_seconds=0,
-                         batching=batching).start()
-    if not server.registry.wait_until_available(model, timeout=120):
-        server.stop(grace=0)
-        raise ValueError(f"the embedded server could not load {base_path}")
-    return server
 
 
 def local_explainer(path: str, method: str = "gradcam"):

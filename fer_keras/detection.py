@@ -9,6 +9,7 @@ the training data had.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,13 +77,75 @@ def to_rgb(image: np.ndarray, order: str = "bgr") -> np.ndarray:
     return image if channels == 3 else cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
 
 
+class ImageTooLarge(ValueError):
+    """An image whose declared size is over the pixel limit (read from its header, before decoding)."""
+
+
+class NotAnImage(ValueError):
+    """Bytes that are no image format the reader knows."""
+
+
+# EXIF orientation (tag 274) -> the turn that shows the photo upright: (quarter turns anticlockwise, mirror
+# left-right first). 5 and 7 are a mirror followed by a quarter turn.
+_EXIF_TURNS = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decodes image bytes (JPEG, PNG, TIFF, BMP, WebP, ...) to an upright RGB ``uint8`` array.
+
+    The header is read first: an image declaring more than ``max_pixels`` pixels raises
+    :class:`ImageTooLarge` before a pixel is decoded (a PNG of a few bytes may declare 20,000 x 20,000).
+    Truncated or damaged files raise ValueError naming ``name`` instead of decoding to a half-grey image.
+    Photos are turned by their EXIF orientation, as a phone's camera app shows them; 16-bit images keep
+    their top 8 bits; alpha is dropped.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError(f"{name} is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLarge(f"{name} declares {width}x{height} pixels, over the limit of {max_pixels:,}")
+            orientation = image.getexif().get(274, 1)
+            image.load()
+            pixels = _pixels(image)
+    except ImageTooLarge:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageTooLarge(f"{name}: {err}") from None
+    except UnidentifiedImageError:
+        raise NotAnImage(f"{name} is not an image this reader knows (JPEG, PNG, TIFF, BMP, WebP)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ValueError(f"{name} cannot be decoded (truncated or damaged): {err}") from None
+    turns, mirror = _EXIF_TURNS.get(orientation, (0, False))
+    if mirror:
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(np.rot90(pixels, turns))
+
+
+def _pixels(image) -> np.ndarray:
+    """A decoded PIL image as RGB uint8."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        gray = (np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "F":
+        gray = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
 def read_rgb(path: str) -> np.ndarray:
-    """Reads an image file as RGB ``uint8``; raises ValueError naming the file when it cannot."""
-    data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
-    if image is None:
-        raise ValueError(f"cannot read {path} as an image")
-    return to_rgb(image, "bgr")
+    """Reads an image file as upright RGB ``uint8`` (:func:`decode_image`); raises ValueError naming the
+    file when it cannot."""
+    if not os.path.isfile(path):
+        raise ValueError(f"cannot read {path} as an image: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    return decode_image(data, path)
 
 
 class Detector(Protocol):
@@ -133,6 +196,7 @@ class MTCNNDetector:
         self.threshold = threshold
         self.candidate_threshold = candidate_threshold
         self.downscale = downscale
+        self._lock = threading.Lock()  # one detection at a time: mtcnn's stages keep per-call state
 
     def _faces(self, results, scale: float) -> list[Face]:
         faces = []
@@ -160,12 +224,16 @@ class MTCNNDetector:
         if len({im.shape for im, _ in shrunk}) > 1:  # mtcnn batches only same-sized images
             return [self.detect(im) for im in images]
         small = [im for im, _ in shrunk]
-        results = self._mtcnn.detect_faces(small if len(small) > 1 else small[0], min_face_size=self.min_face_size,
-                                           threshold_pnet=self.candidate_threshold,
-                                           threshold_rnet=self.candidate_threshold, threshold_onet=self.threshold)
+        with self._lock:
+            results = self._detect_faces(small)
         if len(images) == 1:
             results = [results]
         return [self._faces(r, scale) for r, (_, scale) in zip(results, shrunk)]
+
+    def _detect_faces(self, small: list[np.ndarray]):
+        return self._mtcnn.detect_faces(small if len(small) > 1 else small[0], min_face_size=self.min_face_size,
+                                        threshold_pnet=self.candidate_threshold,
+                                        threshold_rnet=self.candidate_threshold, threshold_onet=self.threshold)
 
 
 class HaarDetector:
@@ -183,14 +251,16 @@ class HaarDetector:
             raise RuntimeError(f"OpenCV's Haar cascade {path} is missing (OpenCV 5 dropped them: use opencv<5)")
         self.downscale = downscale
         self.min_neighbors = min_neighbors
+        self._lock = threading.Lock()  # one cascade, one detection at a time
 
     def detect(self, image: np.ndarray) -> list[Face]:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = min(1.0, self.downscale / gray.shape[1]) if self.downscale else 1.0
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        boxes = self._cascade.detectMultiScale(
-            small, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(20, 20)
-        )
+        with self._lock:
+            boxes = self._cascade.detectMultiScale(
+                small, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(20, 20)
+            )
         return [Face(tuple(int(round(v / scale)) for v in b), 1.0) for b in (boxes if len(boxes) else [])]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
@@ -387,6 +457,10 @@ class BlazeFaceDetector:
         self._regressors = next(o["index"] for o in outputs if o["shape"][-1] == 16)
         self._scores = next(o["index"] for o in outputs if o["shape"][-1] == 1)
         self._anchors = _anchors(self.size, strides, per_cell)
+        # A TFLite interpreter holds one input and one output buffer: two threads invoking it at once would
+        # read each other's results. One detection at a time per detector (the analysis service's requests
+        # share one).
+        self._lock = threading.Lock()
 
     def _run(self, image: np.ndarray, x0: int = 0, y0: int = 0):
         """Raw detections (boxes, scores, keypoints in ``image``'s pixels, moved by x0, y0) of one pass."""
@@ -409,6 +483,10 @@ class BlazeFaceDetector:
         return boxes, scores, points
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        with self._lock:
+            return self._detect(image)
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
         passes = [self._run(image)]
         h, w = image.shape[:2]
         if self.tiles and max(h, w) > 1.2 * min(h, w):
@@ -566,10 +644,10 @@ def keypoint_square(face: Face) -> tuple[float, float, float, float] | None:
     return float(cx), float(cy), factor * length, float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
 
 
-def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False,
-                   level: bool = LEVEL_EYES) -> np.ndarray:
-    """The 2x3 affine matrix :func:`crop_face` warps the image with (image pixels -> crop pixels), so
-    that points of the image (a face's keypoints) can be followed into the crop."""
+def classified_square(face: Face, margin: float = FER_MARGIN, align: bool = False,
+                      level: bool = LEVEL_EYES) -> tuple[float, float, float, float]:
+    """The square of the image :func:`crop_face` classifies with these arguments: ``(cx, cy, side, angle)``,
+    its centre and side in image pixels and its turn in degrees (0 unless ``level``)."""
     cx, cy, side = crop_square(face.box, margin)
     angle = 0.0
     aligned = keypoint_square(face) if align else None
@@ -581,6 +659,22 @@ def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: boo
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
     if not level:
         angle = 0.0
+    return cx, cy, side, angle
+
+
+def classified_region(face: Face, margin: float = FER_MARGIN, align: bool = False,
+                      level: bool = LEVEL_EYES) -> tuple[int, int, int, int]:
+    """:func:`classified_square` as ``(x, y, side, side)`` whole pixels (before any turn by its angle)."""
+    cx, cy, side, _ = classified_square(face, margin, align, level)
+    x, y = int(round(cx - (side - 1) / 2)), int(round(cy - (side - 1) / 2))
+    return x, y, int(round(side)), int(round(side))
+
+
+def crop_transform(face: Face, size: int, margin: float = FER_MARGIN, align: bool = False,
+                   level: bool = LEVEL_EYES) -> np.ndarray:
+    """The 2x3 affine matrix :func:`crop_face` warps the image with (image pixels -> crop pixels), so
+    that points of the image (a face's keypoints) can be followed into the crop."""
+    cx, cy, side, angle = classified_square(face, margin, align, level)
     # One affine warp: rotate about the box centre, scale the square to `size`, move it to the origin.
     m = cv2.getRotationMatrix2D((cx, cy), angle, size / max(side, 1.0))
     m[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)

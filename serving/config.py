@@ -116,7 +116,13 @@ def server_credentials(ssl_config):
 
 def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:
     """The config ``--model_name`` / ``--model_base_path`` stand for: one model, latest version."""
+    return models_config({name: base_path})
+
+
+def models_config(models: dict[str, str]) -> model_server_config_pb2.ModelServerConfig:
+    """A config serving each ``name: base_path``, each at its latest version."""
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
-    model.model_version_policy.latest.num_versions = 1
+    for name, base_path in models.items():
+        model = config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
+        model.model_version_policy.latest.num_versions = 1
     return config

@@ -319,3 +319,51 @@ def test_the_verifier_weighs_the_box_and_its_fer_framing():
     assert one._verified(image, found) == [] and seen[-1] == [tuple(np.round(box, 3))]
     one.verifier.scores = scores(0.6, 0.0)
     assert len(one._verified(image, found)) == 1
+
+
+def test_one_detector_serves_concurrent_callers(astronaut):
+    """The analysis service's requests share one detector: its TFLite interpreter must not mix two calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer_keras.detection import BlazeFaceDetector
+
+    detector = BlazeFaceDetector()
+    images = [astronaut, np.ascontiguousarray(astronaut[:, ::-1]), np.ascontiguousarray(astronaut[40:, 60:])]
+    alone = [[f.box for f in detector.detect(im)] for im in images]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda k: [f.box for f in detector.detect(images[k % 3])], range(24)))
+    assert all(boxes == alone[k % 3] for k, boxes in enumerate(together))
+    assert all(len(boxes) == 1 for boxes in alone)
+
+
+def test_photos_decode_upright_by_their_exif_orientation_and_refuse_bombs_unread():
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image, ImageOps
+
+    from fer_keras.detection import ImageTooLarge, NotAnImage, decode_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[274] = orientation
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "PNG", exif=exif.tobytes())
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(out.getvalue()))).convert("RGB"))
+        assert np.array_equal(decode_image(out.getvalue()), upright), orientation
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0)
+    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
+            + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    with pytest.raises(ImageTooLarge, match="20000x20000|exceeds"):
+        decode_image(bomb, "bomb.png", max_pixels=25_000_000)
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels).save(jpeg, "JPEG")
+    with pytest.raises(ValueError, match="truncated"):
+        decode_image(jpeg.getvalue()[:200], "cut.jpg")
+    with pytest.raises(NotAnImage, match="notes.txt"):
+        decode_image(b"plain words", "notes.txt")
+    sixteen = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    ok, png16 = cv2.imencode(".png", sixteen)
+    assert np.array_equal(decode_image(png16.tobytes())[..., 0], (sixteen >> 8).astype(np.uint8))

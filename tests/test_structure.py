@@ -20,7 +20,8 @@ LAYERS = [
                      "fer_keras.multiworker"]),
     ("models", ["fer_keras.models", "fer_keras.models.*", "fer_keras.optim", "fer_keras.fitting"]),
     ("weights and measures", ["fer_keras.pretrained", "fer_keras.evaluation"]),
-    ("using a model", ["fer_keras.loading", "fer_keras.explain", "fer_keras.explain.cams", "fer_keras.explain.overlay",
+    ("using a model", ["fer_keras.loading", "fer_keras.analysis", "fer_keras.explain", "fer_keras.explain.cams",
+                       "fer_keras.explain.overlay",
                        "fer_keras.explain.figures", "fer_keras.explain.faithfulness", "fer_keras.explain.sanity",
                        "fer_keras.explain.regions", "fer_keras.explain.crosscheck"]),
     ("export", ["fer_keras.exporting"]),
@@ -30,7 +31,7 @@ LAYERS = [
                   "fer_keras.pretrained.__main__", "fer_keras.portable", "fer_keras.robustness", "fer_keras.adjust",
                   "fer_keras.average"]),
 ]
-COMMANDS = {*LAYERS[-1][1], "clients.video", "tuning.search", "serving.local.__main__"}
+COMMANDS = {*LAYERS[-1][1], "clients.video", "clients.service.__main__", "tuning.search", "serving.local.__main__"}
 
 
 def _module_name(path: Path) -> str:
@@ -127,5 +128,5 @@ def test_the_packages_walls_hold():
             assert not others, f"{module} imports {others}: fer_keras never imports clients, serving or tuning"
         elif top == "tuning":
             assert others <= {"fer_keras"}, f"{module} imports {others}"
-        elif top == "clients" and module not in COMMANDS:  # the video command may start an embedded server
+        elif top == "clients" and module not in COMMANDS:  # the video and service commands may start an embedded server
             assert others <= {"fer_keras"}, f"{module} imports {others}: the client library stands without serving"

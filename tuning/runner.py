@@ -1,4 +1,5 @@
-"""Running a Hyperband search and reporting it: trials table, objective plot, best_hparams.json."""
+"""Running a search (Hyperband, Bayesian optimisation or random search) and reporting it: trials table,
+objective plot, best_hparams.json."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class SearchConfig:
     """A search. ``out_dir/project`` holds KerasTuner's state (resumable) and the reports."""
 
     family: str = D["family"]
+    tuner: str = D["tuner"]
     data: DataConfig = field(default_factory=DataConfig)
     objective: str = D["objective"]
     max_epochs: int = D["max_epochs"]
@@ -44,9 +46,9 @@ class SearchConfig:
         return Path(self.out_dir) / self.project
 
 
-class BudgetHyperbandOracle(kt.oracles.HyperbandOracle):
-    """Hyperband that stops handing out trials after a deadline or a trial count, and that lets a
-    distributed search outlive a worker that died.
+class BudgetOracle:
+    """A KerasTuner oracle (mixed in before it) that stops handing out trials after a deadline or a trial
+    count, and that lets a distributed search outlive a worker that died.
 
     KerasTuner's chief waits for every worker it has seen to ask for a trial and be told to stop,
     and for every trial it handed out to end: a worker killed mid-trial left its trial RUNNING and
@@ -116,8 +118,26 @@ class BudgetHyperbandOracle(kt.oracles.HyperbandOracle):
         return thread
 
 
+class BudgetHyperbandOracle(BudgetOracle, kt.oracles.HyperbandOracle):
+    """Hyperband (successive halving of many short trials) with the budget and the worker watch."""
+
+
+class BudgetBayesianOracle(BudgetOracle, kt.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation (a Gaussian process over the finished trials proposes the next) with the
+    budget and the worker watch; each trial trains ``max_epochs``."""
+
+
+class BudgetRandomOracle(BudgetOracle, kt.oracles.RandomSearchOracle):
+    """Random search with the budget and the worker watch; each trial trains ``max_epochs``."""
+
+
+TUNERS = {"hyperband": BudgetHyperbandOracle, "bayesian": BudgetBayesianOracle, "random": BudgetRandomOracle}
+
+
 class BudgetHyperband(kt.tuners.Hyperband):
     """``kt.Hyperband`` (same trial logic) on :class:`BudgetHyperbandOracle`."""
+
+    kind = "hyperband"
 
     def __init__(self, hypermodel, *, objective, max_epochs, factor, hyperband_iterations, seed,
                  deadline=None, trial_budget=None, worker_timeout=None, **kwargs):
@@ -125,6 +145,25 @@ class BudgetHyperband(kt.tuners.Hyperband):
                                        hyperband_iterations=hyperband_iterations, seed=seed,
                                        deadline=deadline, trial_budget=trial_budget, worker_timeout=worker_timeout)
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+class BudgetSearch(kt.Tuner):
+    """Bayesian optimisation or random search (``kind``) on its budgeted oracle; every trial trains
+    ``max_epochs`` epochs, as KerasTuner's own BayesianOptimization and RandomSearch tuners train the
+    epochs ``search`` is given."""
+
+    def __init__(self, hypermodel, *, kind, objective, max_epochs, seed, deadline=None, trial_budget=None,
+                 worker_timeout=None, **kwargs):
+        if kind not in ("bayesian", "random"):
+            raise ValueError(f"kind must be bayesian or random; got {kind!r}")
+        self.kind, self.max_epochs = kind, max_epochs
+        oracle = TUNERS[kind](objective=objective, max_trials=trial_budget, seed=seed, deadline=deadline,
+                              trial_budget=trial_budget, worker_timeout=worker_timeout)
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    def run_trial(self, trial, *fit_args, **fit_kwargs):
+        fit_kwargs.setdefault("epochs", self.max_epochs)
+        return super().run_trial(trial, *fit_args, **fit_kwargs)
 
 
 def is_chief() -> bool:
@@ -148,16 +187,21 @@ class SearchResult:
         return "\n".join(lines)
 
 
-def make_tuner(config: SearchConfig, train, val) -> BudgetHyperband:
+def make_tuner(config: SearchConfig, train, val) -> BudgetHyperband | BudgetSearch:
     base = TrainConfig(data=config.data, augment=config.augment, seed=config.seed, epochs=config.max_epochs)
     metric, direction = OBJECTIVES[config.objective]
     deadline = time.time() + 60 * config.time_budget_minutes if config.time_budget_minutes else None
-    return BudgetHyperband(
-        FERHyperModel(config.family, train, val, base), objective=kt.Objective(metric, direction),
-        max_epochs=config.max_epochs, factor=config.factor, hyperband_iterations=config.iterations, seed=config.seed,
-        deadline=deadline, trial_budget=config.max_trials, directory=config.out_dir, project_name=config.project,
-        overwrite=False, worker_timeout=config.worker_timeout_s,
-    )
+    common = dict(objective=kt.Objective(metric, direction), max_epochs=config.max_epochs, seed=config.seed,
+                  deadline=deadline, trial_budget=config.max_trials, directory=config.out_dir,
+                  project_name=config.project, overwrite=False, worker_timeout=config.worker_timeout_s)
+    hypermodel = FERHyperModel(config.family, train, val, base)
+    if config.tuner == "hyperband":
+        return BudgetHyperband(hypermodel, factor=config.factor, hyperband_iterations=config.iterations, **common)
+    if config.tuner not in TUNERS:
+        raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; got {config.tuner!r}")
+    if config.max_trials is None and deadline is None:
+        raise ValueError(f"a {config.tuner} search needs --max-trials or --time-budget (Hyperband sizes itself)")
+    return BudgetSearch(hypermodel, kind=config.tuner, **common)
 
 
 def run_search(config: SearchConfig, verbose: int = 1) -> SearchResult | None:
@@ -230,7 +274,7 @@ def plot_objective(tuner, path: Path, metric: str, direction: str) -> None:
         ax.legend()
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
-    ax.set_title("Hyperband search")
+    ax.set_title(f"{tuner.kind} search")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,9 +1,11 @@
-"""``python -m tuning.search``: KerasTuner Hyperband over GiMeFive's family (or ResNets).
+"""``python -m tuning.search``: KerasTuner search over GiMeFive's family (or ResNets): Hyperband by default,
+``--tuner bayesian`` (Bayesian optimisation) or ``--tuner random``.
 
 Examples::
 
     python -m tuning.search --data fer2013=../shared/data/fer2013 --max-epochs 20 --out-dir runs/tuning
     python -m tuning.search --max-epochs 3 --max-trials 6          # on the synthetic faces
+    python -m tuning.search --tuner bayesian --max-epochs 8 --max-trials 20 --data fer2013=...
     python -m fer_keras.train --hparams runs/tuning/fer/best_hparams.json --data fer2013=...
 
 Re-running the same command continues an interrupted search. For a
@@ -19,7 +21,7 @@ import sys
 
 from fer_keras.cli import add_data_arguments, data_config
 from fer_keras.data.readers.common import DatasetError
-from tuning import DEFAULT_WORKER_TIMEOUT_S, FAMILIES, OBJECTIVE_NAMES
+from tuning import DEFAULT_WORKER_TIMEOUT_S, FAMILIES, OBJECTIVE_NAMES, TUNER_NAMES
 from tuning import SEARCH_DEFAULTS as D
 
 
@@ -28,10 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", choices=FAMILIES, default=D["family"],
                    help="model family searched. Default: %(default)s")
+    p.add_argument("--tuner", choices=TUNER_NAMES, default=D["tuner"],
+                   help="hyperband: many short trials, the best continued (sizes itself from --max-epochs); "
+                        "bayesian: a Gaussian process proposes each trial from the finished ones; random. "
+                        "bayesian and random train --max-epochs per trial and need --max-trials or "
+                        "--time-budget. Default: %(default)s")
     add_data_arguments(p)
     p.add_argument("--objective", default=D["objective"], choices=OBJECTIVE_NAMES,
                    help="what the search optimises. Default: %(default)s")
-    p.add_argument("--max-epochs", type=int, default=D["max_epochs"], help="Hyperband max_epochs. Default: %(default)s")
+    p.add_argument("--max-epochs", type=int, default=D["max_epochs"],
+                   help="Hyperband's max_epochs; the epochs of each bayesian or random trial. Default: %(default)s")
     p.add_argument("--factor", type=int, default=D["factor"], help="Hyperband reduction factor. Default: %(default)s")
     p.add_argument("--iterations", type=int, default=D["iterations"], help="Hyperband iterations. Default: %(default)s")
     p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = SearchConfig(
             family=args.family,
+            tuner=args.tuner,
             data=data_config(args, args.seed),
             objective=args.objective,
             max_epochs=args.max_epochs,

@@ -97,13 +97,12 @@ def image_files(inputs: list[str]) -> list[Path]:
 
 
 def explain_images(args, model, taxonomy) -> int:
-    import numpy as np
 
-    from fer_keras.detection import WholeImage, crop_face, keypoints_in_crop, make_detector, read_rgb
+    from fer_keras.analysis import UNFRAMED, Framing, explain_faces, face_record
+    from fer_keras.detection import WholeImage, make_detector, read_rgb
     from fer_keras.explain.cams import explain
     from fer_keras.explain.figures import face_grid
     from fer_keras.explain.overlay import annotate_face
-    from fer_keras.explain.regions import face_regions, region_shares
 
     detector = make_detector(args.detector) if args.detect else WholeImage()
     min_score = args.min_score if args.min_score is not None else getattr(detector, "confirm_score", 0.0)
@@ -128,11 +127,10 @@ def explain_images(args, model, taxonomy) -> int:
             weak = f" ({len(found)} candidate(s) scored below {min_score:.2f}, see --min-score)" if found else ""
             print(f"no face found in {path}{weak}", file=sys.stderr)
             continue
-        margin, align = (args.margin, args.align) if args.detect else (0.0, False)
-        crops = np.stack([crop_face(rgb, f, size, margin=margin, align=align, level=args.level) for f in faces])
+        framing = Framing(args.margin, args.align, args.level) if args.detect else UNFRAMED
+        crops = framing.crops(rgb, faces, size)
         result = explain(model, crops, args.method, class_ids=target, layer=args.layer)
-        regions = [face_regions(keypoints_in_crop(f, size, margin, align, args.level) if args.detect else None, size)
-                   for f in faces]
+        explained = explain_faces(args.method, result.maps, result.class_ids, faces, size, framing)
         canvas = rgb.copy()
         for i, face in enumerate(faces):
             label = (f"#{i} " if len(faces) > 1 else "") + (f"face {face.score:.2f}" if args.detect else "")
@@ -145,18 +143,10 @@ def explain_images(args, model, taxonomy) -> int:
         import cv2
 
         cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-        records = []
-        for i, face in enumerate(faces):
-            emotion = taxonomy.classes[int(result.probabilities[i].argmax())]
-            is_blank = bool(np.ptp(result.maps[i]) <= 1e-12)
-            blank.setdefault(taxonomy.classes[int(result.class_ids[i])], []).append(is_blank)
-            records.append({
-                **face.to_json(), "emotion": emotion,
-                "probabilities": {c: round(float(p), 5) for c, p in zip(taxonomy.classes, result.probabilities[i])},
-                "explanation": {"method": args.method, "class": taxonomy.classes[int(result.class_ids[i])],
-                                "blank_map": is_blank, "regions_from": regions[i][1],
-                                "regions": {k: round(v, 4) for k, v in region_shares(result.maps[i],
-                                                                                     regions[i][0]).items()}}})
+        records = [face_record(taxonomy.classes, face, framing, result.probabilities[i], explanation=explained[i])
+                   for i, face in enumerate(faces)]
+        for explanation in explained:
+            blank.setdefault(taxonomy.classes[explanation.class_id], []).append(explanation.blank)
         (out / f"{path.stem}_faces.json").write_text(json.dumps(records, indent=1))
         written += 1
     maps = sum(map(len, blank.values()))

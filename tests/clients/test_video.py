@@ -51,16 +51,20 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert all(len(r["faces"]) == 1 for r in records)  # the face is found and classified in every frame
     face = records[10]["faces"][0]
     assert face["track"] == 1 and set(face["landmarks"]) >= {"left_eye", "right_eye"}
-    from fer_keras.detection import crop_region
+    from fer_keras.detection import Face, classified_region, crop_region
 
-    assert face["crop"] == list(crop_region(tuple(face["box"])))  # the square that was classified
+    # the square that was classified: framed from the keypoints (the default), not the box's square
+    detected = Face(tuple(face["box"]), face["score"], {k: tuple(v) for k, v in face["landmarks"].items()})
+    assert face["crop"] == list(classified_region(detected, align=True)) != list(crop_region(tuple(face["box"])))
     assert abs(sum(face["smoothed"].values()) - 1) < 1e-3
-    assert sum(f["heatmap_refreshed"] for r in records for f in r["faces"]) >= 3
+    assert face["emotion"] == max(face["smoothed"], key=face["smoothed"].get)
     # each refreshed heatmap says where its mass lies on the face (from the keypoints in the crop)
-    refreshed = [f for r in records for f in r["faces"] if f["heatmap_refreshed"]]
-    assert all(set(f["heatmap_regions"]) == {"eyes", "nose", "mouth", "elsewhere"} for f in refreshed)
-    assert all(abs(sum(f["heatmap_regions"].values()) - 1) < 1e-3 for f in refreshed)
-    assert all("heatmap_regions" not in f for r in records for f in r["faces"] if not f["heatmap_refreshed"])
+    refreshed = [f for r in records for f in r["faces"] if "explanation" in f]
+    assert len(refreshed) >= 3
+    assert all(set(f["explanation"]["regions"]) == {"eyes", "nose", "mouth", "elsewhere"} for f in refreshed)
+    assert all(abs(sum(f["explanation"]["regions"].values()) - 1) < 1e-3 for f in refreshed)
+    assert all(f["explanation"]["regions_from"] == "keypoints" and f["explanation"]["method"] == "gradact-fused"
+               for f in refreshed)
     summary = json.loads((out / "summary.json").read_text())
     regions = summary["explanation_regions"]
     assert regions["method"] == "gradact-fused"

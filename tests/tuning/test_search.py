@@ -1,4 +1,5 @@
-"""Hyperband search on the synthetic faces: results, resume, retraining the winner, distributed mode."""
+"""Searches on the synthetic faces: Hyperband (results, resume, retraining the winner, distributed mode),
+Bayesian optimisation and random search."""
 
 import json
 import os
@@ -71,6 +72,22 @@ def test_search_space_respects_the_input_size():
 
 def data_config32():
     return DataConfig(image_size=32)
+
+
+@pytest.mark.parametrize("tuner", ["bayesian", "random"])
+def test_bayesian_and_random_searches_train_full_trials_within_their_budget(tmp_path, tuner):
+    config = SearchConfig(tuner=tuner, data=TINY, max_epochs=2, max_trials=3, out_dir=str(tmp_path), project=tuner)
+    result = run_search(config, verbose=0)
+    assert len(result.rows) == 3 and all(r["status"] == "COMPLETED" for r in result.rows)
+    assert all(r["epochs"] is None for r in result.rows)  # no Hyperband rounds: every trial trains max_epochs
+    best = json.loads(result.best_path.read_text())
+    assert best["score"] == result.rows[0]["score"] == max(r["score"] for r in result.rows)
+    assert (tmp_path / tuner / "objective.png").is_file()
+    again = run_search(SearchConfig(tuner=tuner, data=TINY, max_epochs=2, max_trials=4, out_dir=str(tmp_path),
+                                    project=tuner), verbose=0)
+    assert len(again.rows) == 4  # continued: the three earlier trials kept, one more run
+    with pytest.raises(ValueError, match="needs --max-trials or --time-budget"):
+        run_search(SearchConfig(tuner=tuner, data=TINY, out_dir=str(tmp_path), project="unbounded"), verbose=0)
 
 
 def test_cli_help_documents_every_flag():
