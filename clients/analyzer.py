@@ -32,8 +32,8 @@ from clients.settings import AnalyzerConfig
 from clients.sources import FrameSource, VideoSink
 from clients.streams import StreamState
 from clients.tracking import Track, appearance
-from fer_keras.analysis import FaceExplanation, Framing, explain_faces, face_record
 from fer_keras.detection import Detector, Face, make_detector
+from fer_keras.explain.analysis import FaceExplanation, Framing, explain_faces, face_record
 from fer_keras.explain.overlay import annotate_face
 
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")

@@ -42,10 +42,10 @@ class AnalyzerConfig:
         alpha: heatmap opacity in the annotated video.
         iou_threshold: least IoU for a detection to continue a track.
         box_smoothing: weight of a new detection against its track's predicted
-            box (1, the default since session 12: take detector boxes as they are;
-            0.5, the earlier default from the MTCNN days, steadied the verified
+            box (1: take detector boxes as they are; 0.5 steadied the verified
             BlazeFace's boxes by 0.03 px per frame and cost recall, false boxes and
-            IoU on four benchmark videos, BENCHMARKS.md).
+            IoU on four benchmark videos: docs/results/notes-detector-sessions.md,
+            "Box smoothing off").
         confirm_score: detections scored below this are shown only once a
             second detection confirms them (0 shows every detection at once;
             None: the detector's own ``confirm_score``: 0 for BlazeFace with

@@ -4,7 +4,7 @@ probabilities and when each track's explanation is refreshed.
 The video client keeps one :class:`StreamState` for its video; the analysis service keeps one per
 stream id its callers name (a camera page sends each frame with its stream id), in a
 :class:`StreamTable` that bounds how many there are and forgets the idle ones. The per-image steps
-(crops, explanations, the JSON of a face) are ``fer_keras.analysis``'s.
+(crops, explanations, the JSON of a face) are ``fer_keras.explain.analysis``'s.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 from clients.cuts import ShotCutDetector
 from clients.settings import AnalyzerConfig
 from clients.tracking import IoUTracker, Track
-from fer_keras.analysis import FaceExplanation
 from fer_keras.detection import Face
+from fer_keras.explain.analysis import FaceExplanation
 
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from fer_keras.analysis import FaceExplanation
 from fer_keras.detection import Face, iou  # noqa: F401 (iou: imported from here by callers)
+from fer_keras.explain.analysis import FaceExplanation
 
 
 def appearance(crop: np.ndarray) -> np.ndarray:

@@ -75,8 +75,8 @@ def add_validation_arguments(parser: argparse.ArgumentParser, verb: str) -> None
 def validation_faces(args: argparse.Namespace, classes: str, purpose: str, *, require_train: bool = False):
     """The data the flags name, and its validation faces (with their shifted copy for ``--shifted-copy``);
     ``purpose`` ("to choose tau on") completes the error where the data has no validation split."""
+    from fer_keras.data.shifts import with_shifted_copy
     from fer_keras.data.sources import load_data
-    from fer_keras.training import with_shifted_copy
 
     data = load_data(data_config(args, args.seed, classes=classes), require_train=require_train)
     if "val" not in data.splits:

@@ -36,8 +36,8 @@ KEYPOINT_FRAMING = (2.52, 0.26)
 # Whether keypoint-framed crops also turn the face to level its eyes. FER2013's faces are not levelled
 # (heads tilt in them as in life), and the classifiers train on them so: levelled crops scored 1.3-1.8
 # points lower over detected faces on three textured benchmark videos, and 0.3 lower over the robustness
-# report's three BlazeFace rows (unlevelled minus levelled by row: -0.7, +0.9, +0.6; BENCHMARKS.md,
-# "Levelled crops or not", session 12). crop_face(level=True) still levels.
+# report's three BlazeFace rows (unlevelled minus levelled by row: -0.7, +0.9, +0.6;
+# docs/results/notes-detector-sessions.md, "Levelled crops or not"). crop_face(level=True) still levels.
 LEVEL_EYES = False
 
 
@@ -276,7 +276,7 @@ class FaceVerifier:
     scenes and 48 texture frames; on other frames (BENCHMARKS.md, "Textured backgrounds and face-free
     frames") the verified BlazeFace drew 0.009 false boxes per face-free frame (0.79 alone) and found
     1.4-3.4 points fewer of the faces in scenes; scoring each box on two views (BlazeFace's
-    ``verify_framed``, session 15) it draws none there and finds 1.3-4.0 points more than on one.
+    ``verify_framed``) it draws none there and finds 1.3-4.0 points more than on one.
 
     Args:
         threshold: least O-Net face probability a box needs.

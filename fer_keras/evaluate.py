@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             if not len(faces):
                 raise ValueError(f"--detect found no face in any of the {total} images")
         if args.shifted_copy:
-            from fer_keras.training import with_shifted_copy
+            from fer_keras.data.shifts import with_shifted_copy
 
             faces = with_shifted_copy(faces, args.seed)
             leaked = None if leaked is None else np.concatenate([leaked, leaked])
@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                               "no_face_images": no_face[:100]})
     print(json.dumps({k: report[k] for k in ("n", "accuracy", "macro_f1") if k in report}))
     for c, m in report["per_class"].items():
-        print(f"  {c:>10}: recall {m['recall']:.3f}  precision {m['precision']:.3f}  (n={m['support']})")
+        low, high = m["recall_ci95"]
+        flag = "  too few faces to tell" if m["too_few_to_tell"] else ""
+        print(f"  {c:>10}: recall {m['recall']:.3f} (95 % interval {low:.3f}-{high:.3f})  "
+              f"precision {m['precision']:.3f}  (n={m['support']}){flag}")
     for key in ("by_subset", "accuracy_without_leaked"):
         if key in report:
             print(f"  {key}: {report[key]}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -12,7 +11,8 @@ import tensorflow as tf
 import fer_keras.models  # noqa: F401
 import fer_keras.optim  # noqa: F401
 from fer_keras import pretrained
-from fer_keras.data.taxonomy import TAXONOMIES, Taxonomy
+from fer_keras.data.taxonomy import infer_taxonomy  # noqa: F401 (callers import it from here too)
+from fer_keras.pretrained import as_float32  # noqa: F401 (callers import it from here too)
 
 
 class ModelLoadError(ValueError):
@@ -47,45 +47,17 @@ class SavedModelClassifier:
         return {"probabilities": np.concatenate(outs)}
 
 
-def as_float32(model: keras.Model) -> keras.Model:
-    """``model`` computing in float32: itself if it already does, else a float32 copy
-    with the same weights (a model trained under a mixed-precision policy)."""
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
-        return model
-
-    def float32_layer(layer):
-        if isinstance(layer, keras.layers.InputLayer):
-            return layer
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=float32_layer)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def load_classifier(path: str | Path):
     """A ``.keras`` model (loaded in Keras safe mode), a weights manifest (``NAME.json`` of
     ``fer_keras.pretrained``'s format, as ``fer_keras.portable train`` writes), a SavedModel folder
     (version folder or its parent), or the name of a model shipped in the package
     (``fer_keras.pretrained.available()``, e.g. "gimefive-fer2013")."""
     p = Path(path)
-    if not p.exists() and str(path) in pretrained.available():
-        return pretrained.load(str(path))
-    if p.suffix == ".json":
+    if p.suffix in (".json", ".keras") or (not p.exists() and str(path) in pretrained.available()):
         try:
-            return pretrained.model_from_weights(p)
+            return pretrained.load_keras_model(p if p.exists() or p.suffix else str(path))
         except pretrained.PretrainedError as err:
             raise ModelLoadError(str(err)) from None
-    if p.suffix == ".keras":
-        if not p.is_file():
-            raise ModelLoadError(f"model file {p} does not exist")
-        try:
-            model = keras.saving.load_model(p, compile=False, safe_mode=True)
-        except Exception as err:  # a corrupt zip, a foreign model
-            raise ModelLoadError(f"cannot load {p} as a Keras model: {err}") from None
-        return as_float32(model)
     if p.is_dir():
         if not (p / "saved_model.pb").is_file():
             versions = sorted(int(v.name) for v in p.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file())
@@ -128,20 +100,3 @@ def load_classifiers(paths: list[str | Path]):
     return EnsembleClassifier([load_classifier(p) for p in paths], [str(p) for p in paths])
 
 
-def infer_taxonomy(model, override: str | None = None) -> Taxonomy:
-    """The class view of a model: named, read from a SavedModel's labels, or guessed from its output size."""
-    if override:
-        return TAXONOMIES[override]
-    names = getattr(model, "class_names", None)
-    if names:
-        for t in TAXONOMIES.values():
-            if list(t.classes) == names:
-                return t
-    if isinstance(model, keras.Model):
-        k = model.get_layer("probabilities").output.shape[-1]
-    else:
-        k = len(names) if names else None
-    for t in TAXONOMIES.values():
-        if t.num_classes == k:
-            return t
-    raise ModelLoadError(f"cannot tell the class view of a model with {k} outputs; pass --classes")

@@ -388,8 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "mtcnn, haar) detector-NAME (scenes over blurred noise), textured-NAME (over textures) and "
                         "photo-NAME (portrait photographs). Default: %(default)s")
     p.add_argument("--level", action=argparse.BooleanOptionalAction, default=LEVEL_EYES,
-                   help="with --align: also turn each detector crop to level the eyes (before session 12 the "
-                        "default). Default: %(default)s")
+                   help="with --align: also turn each detector crop to level the eyes (levelled crops scored "
+                        "lower: BENCHMARKS.md). Default: %(default)s")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
                    help="cut detector crops framed from the keypoints (scaled and centred as FER2013; "
                         "fer_keras.detection.keypoint_square), as the video client does; --no-align: from the "

@@ -35,7 +35,7 @@ from fer_keras.data.pipeline import (
     mixer,
     robust_strength,
 )
-from fer_keras.data.shifts import mixed_shifts
+from fer_keras.data.shifts import with_shifted_copy
 from fer_keras.data.sources import LoadedData, load_data
 from fer_keras.evaluation import evaluate_faces, predict_probabilities
 from fer_keras.exporting import export_saved_model
@@ -289,16 +289,6 @@ def with_teacher_targets(faces: FaceSet, teacher: str, weight: float, soft_label
     out = faces.select(np.arange(len(faces)))
     out.soft = (weight * taught + (1.0 - weight) * own).astype(np.float32)
     return out
-
-
-def with_shifted_copy(faces: FaceSet, seed: int) -> FaceSet:
-    """``faces`` followed by a copy of them, each under one shift of the suite at one
-    severity (``fer_keras.data.shifts.mixed_shifts``, seeded): checkpoints chosen on
-    this favour models that hold up on detector crops and cameras, not only on clean crops."""
-    shifted = faces.select(np.arange(len(faces)))
-    shifted.images, _ = mixed_shifts(faces.images, seed)
-    shifted.subsets = np.array(["shifted"] * len(faces), dtype=object)
-    return FaceSet.concatenate([faces, shifted])
 
 
 def _initialise_from(model: keras.Model, source: str) -> None:

@@ -353,9 +353,11 @@ def test_photos_decode_upright_by_their_exif_orientation_and_refuse_bombs_unread
         Image.fromarray(pixels).save(out, "PNG", exif=exif.tobytes())
         upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(out.getvalue()))).convert("RGB"))
         assert np.array_equal(decode_image(out.getvalue()), upright), orientation
-    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0)
-    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
-            + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # a few bytes declaring 400 MP
     with pytest.raises(ImageTooLarge, match="20000x20000|exceeds"):
         decode_image(bomb, "bomb.png", max_pixels=25_000_000)
     jpeg = io.BytesIO()

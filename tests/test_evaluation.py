@@ -7,6 +7,7 @@ from fer_keras.evaluation import (
     classification_report,
     evaluate_faces,
     unseen_class_report,
+    wilson_interval,
 )
 
 
@@ -20,6 +21,21 @@ def test_classification_report_by_hand():
     assert r["per_class"]["b"]["recall"] == 0.5 and r["per_class"]["b"]["precision"] == 0.5
     f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 * 1 / 1.5]
     assert np.isclose(r["macro_f1"], np.mean(f1))
+
+
+def test_per_class_recall_comes_with_its_95_percent_interval_and_a_flag_for_too_few_faces():
+    # Wilson's interval by hand for 9 of 16 (FER+'s test disgust): 0.332 to 0.769
+    low, high = wilson_interval(9, 16)
+    assert np.isclose(low, 0.3319, atol=1e-3) and np.isclose(high, 0.7693, atol=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0  # stays inside [0, 1]
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # a large class is told, a small one flagged
+    labels = np.array([0] * 900 + [1] * 16)
+    predicted = np.array([0] * 810 + [1] * 90 + [1] * 9 + [0] * 7)
+    r = classification_report(labels, predicted, ("big", "small"))
+    big, small = r["per_class"]["big"], r["per_class"]["small"]
+    assert big["recall_ci95"][0] < big["recall"] == 0.9 < big["recall_ci95"][1] and not big["too_few_to_tell"]
+    assert np.allclose(small["recall_ci95"], [low, high]) and small["too_few_to_tell"]
 
 
 class _Oracle:

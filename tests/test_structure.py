@@ -20,8 +20,8 @@ LAYERS = [
                      "fer_keras.multiworker"]),
     ("models", ["fer_keras.models", "fer_keras.models.*", "fer_keras.optim", "fer_keras.fitting"]),
     ("weights and measures", ["fer_keras.pretrained", "fer_keras.evaluation"]),
-    ("using a model", ["fer_keras.loading", "fer_keras.analysis", "fer_keras.explain", "fer_keras.explain.cams",
-                       "fer_keras.explain.overlay",
+    ("using a model", ["fer_keras.loading", "fer_keras.explain", "fer_keras.explain.cams", "fer_keras.explain.overlay",
+                       "fer_keras.explain.analysis",
                        "fer_keras.explain.figures", "fer_keras.explain.faithfulness", "fer_keras.explain.sanity",
                        "fer_keras.explain.regions", "fer_keras.explain.crosscheck"]),
     ("export", ["fer_keras.exporting"]),
@@ -130,3 +130,34 @@ def test_the_packages_walls_hold():
             assert others <= {"fer_keras"}, f"{module} imports {others}"
         elif top == "clients" and module not in COMMANDS:  # the video and service commands may start an embedded server
             assert others <= {"fer_keras"}, f"{module} imports {others}: the client library stands without serving"
+
+
+def _package(module: str) -> str:
+    """A module's unit in the folder graph: a sub-package of a top package counts as one (its modules,
+    its __init__ and its __main__ together); a module directly in a top package counts alone."""
+    parts = MODULES[module].relative_to(ROOT).parts
+    return ".".join(parts[:2]) if len(parts) > 2 else module
+
+
+def test_there_are_no_cycles_between_folders():
+    """A package's command line counts as the package: fer_keras.pretrained (the weights) must not import
+    fer_keras.loading while fer_keras.pretrained.__main__ imports it back, and so on."""
+    folders: dict[str, set[str]] = {}
+    for module, deps in GRAPH.items():
+        folders.setdefault(_package(module), set()).update(_package(d) for d in deps)
+    for folder in folders:
+        folders[folder].discard(folder)
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(folders.get(node, ())):
+            if state.get(dep) == 1:
+                pytest.fail("cycle between folders: " + " -> ".join(path[path.index(dep):] + [node, dep]))
+            if dep not in state:
+                visit(dep, path + [node])
+        state[node] = 2
+
+    for folder in sorted(folders):
+        if folder not in state:
+            visit(folder, [])

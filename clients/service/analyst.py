@@ -1,6 +1,6 @@
 """The analysis of one image for the HTTP service: detect, track (for a named stream), classify and
-explain through the model server, and write the faces' JSON (``fer_keras.analysis.face_record``, the
-record the video client and ``fer_keras.explain`` write too)."""
+explain through the model server, and write the faces' JSON (``fer_keras.explain.analysis.face_record``,
+the record the video client and ``fer_keras.explain`` write too)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from clients.client import ClientError, EmotionClient
 from clients.settings import STREAM_DETECT_EVERY, AnalyzerConfig
 from clients.streams import StreamState, StreamTable
 from clients.tracking import appearance
-from fer_keras.analysis import FaceExplanation, Framing, explain_faces, face_record
 from fer_keras.detection import Detector, Face, make_detector
+from fer_keras.explain.analysis import FaceExplanation, Framing, explain_faces, face_record
 from fer_keras.explain.methods import DEFAULT_METHOD, SERVED_METHODS
 
 

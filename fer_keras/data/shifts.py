@@ -317,3 +317,15 @@ def robust_augment_per_face(images: np.ndarray, rng: np.random.Generator, streng
     for i, face in enumerate(faces):
         out[i, ..., 0] = robust_face(face[..., 0], rng, strength)
     return out
+
+
+def with_shifted_copy(faces, seed: int):
+    """A :class:`fer_keras.data.faces.FaceSet` followed by a copy of its faces, each under one shift of the
+    suite at one severity (:func:`mixed_shifts`, seeded): checkpoints chosen on this favour models that
+    hold up on detector crops and cameras, not only on clean crops."""
+    from fer_keras.data.faces import FaceSet
+
+    shifted = faces.select(np.arange(len(faces)))
+    shifted.images, _ = mixed_shifts(faces.images, seed)
+    shifted.subsets = np.array(["shifted"] * len(faces), dtype=object)
+    return FaceSet.concatenate([faces, shifted])

@@ -72,3 +72,25 @@ def get_taxonomy(name: str) -> Taxonomy:
         return TAXONOMIES[name]
     except KeyError:
         raise ValueError(f"unknown class view {name!r}; choose one of: {', '.join(TAXONOMIES)}") from None
+
+
+def infer_taxonomy(model, override: str | None = None) -> Taxonomy:
+    """The class view of a model: ``override`` when given, else the class names it carries (a
+    SavedModel's labels), else the one view with as many classes as its ``probabilities`` output.
+
+    Raises ValueError when none fits (pass the class view by name)."""
+    if override:
+        return get_taxonomy(override)
+    names = getattr(model, "class_names", None)
+    if names:
+        for t in TAXONOMIES.values():
+            if list(t.classes) == list(names):
+                return t
+    if hasattr(model, "get_layer"):  # a Keras model
+        k = model.get_layer("probabilities").output.shape[-1]
+    else:
+        k = len(names) if names else None
+    for t in TAXONOMIES.values():
+        if t.num_classes == k:
+            return t
+    raise ValueError(f"cannot tell the class view of a model with {k} outputs; pass --classes")

@@ -98,8 +98,8 @@ def image_files(inputs: list[str]) -> list[Path]:
 
 def explain_images(args, model, taxonomy) -> int:
 
-    from fer_keras.analysis import UNFRAMED, Framing, explain_faces, face_record
     from fer_keras.detection import WholeImage, make_detector, read_rgb
+    from fer_keras.explain.analysis import UNFRAMED, Framing, explain_faces, face_record
     from fer_keras.explain.cams import explain
     from fer_keras.explain.figures import face_grid
     from fer_keras.explain.overlay import annotate_face

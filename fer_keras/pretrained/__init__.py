@@ -150,6 +150,55 @@ def model_from_weights(path: str | Path):
     return model
 
 
+def as_float32(model):
+    """``model`` computing in float32: itself if it already does, else a float32 copy with the same
+    weights (a model trained under a mixed-precision policy)."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_keras_model(path: str | Path):
+    """A float32 Keras model from a ``.keras`` file (loaded in Keras safe mode), a weights manifest
+    (``NAME.json``, as ``fer_keras.portable train`` writes) or a shipped model's name.
+
+    Raises:
+        PretrainedError: a missing or unreadable file, or a path that is none of the three.
+    """
+    import keras
+
+    import fer_keras.models  # noqa: F401 (registers the custom layers the .keras files name)
+    import fer_keras.optim  # noqa: F401
+
+    p = Path(path)
+    if not p.exists() and str(path) in available():
+        return load(str(path))
+    if p.suffix == ".json":
+        return model_from_weights(p)
+    if p.suffix != ".keras":
+        raise PretrainedError(f"{p} is neither a .keras file, a weights manifest (.json) nor a shipped model name "
+                              f"({', '.join(available()) or 'none'})")
+    if not p.is_file():
+        raise PretrainedError(f"model file {p} does not exist")
+    try:
+        model = keras.saving.load_model(p, compile=False, safe_mode=True)
+    except Exception as err:  # a corrupt zip, a foreign model
+        raise PretrainedError(f"cannot load {p} as a Keras model: {err}") from None
+    return as_float32(model)
+
+
 # ----------------------------------------------------------------------------- the shipped models
 
 

@@ -25,6 +25,7 @@ from fer_keras.pretrained import (
     card,
     info,
     load,
+    load_keras_model,
     pack,
 )
 
@@ -59,10 +60,10 @@ MANIFEST_KEYS = ("architecture", "recipe", "data", "epochs_done", "best_epoch", 
 
 
 def _pack_command(args: argparse.Namespace) -> int:
-    from fer_keras.loading import infer_taxonomy, load_classifier
+    from fer_keras.data.taxonomy import infer_taxonomy
     from fer_keras.models import architecture_record
 
-    model = load_classifier(args.model)
+    model = load_keras_model(args.model)
     taxonomy = infer_taxonomy(model, args.classes)
     extra: dict = {"source": str(args.model)}
     if args.run_dir:

@@ -315,7 +315,7 @@ def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch)
     client = EmotionClient(server.address)
     default = VideoAnalyzer(client, AnalyzerConfig(explain="none"))
     assert default.detector.second_look == 2.5
-    assert default.tracker.box_smoothing == 1.0  # detector boxes as they are (BENCHMARKS, "Box smoothing off")
+    assert default.tracker.box_smoothing == 1.0  # boxes as detected (notes-detector-sessions.md)
     built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.detector.second_look)
     out = tmp_path / "out"
     assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",

@@ -76,16 +76,16 @@ def data_config32():
 
 @pytest.mark.parametrize("tuner", ["bayesian", "random"])
 def test_bayesian_and_random_searches_train_full_trials_within_their_budget(tmp_path, tuner):
-    config = SearchConfig(tuner=tuner, data=TINY, max_epochs=2, max_trials=3, out_dir=str(tmp_path), project=tuner)
+    config = SearchConfig(tuner=tuner, data=TINY, max_epochs=1, max_trials=2, out_dir=str(tmp_path), project=tuner)
     result = run_search(config, verbose=0)
-    assert len(result.rows) == 3 and all(r["status"] == "COMPLETED" for r in result.rows)
+    assert len(result.rows) == 2 and all(r["status"] == "COMPLETED" for r in result.rows)
     assert all(r["epochs"] is None for r in result.rows)  # no Hyperband rounds: every trial trains max_epochs
     best = json.loads(result.best_path.read_text())
     assert best["score"] == result.rows[0]["score"] == max(r["score"] for r in result.rows)
     assert (tmp_path / tuner / "objective.png").is_file()
-    again = run_search(SearchConfig(tuner=tuner, data=TINY, max_epochs=2, max_trials=4, out_dir=str(tmp_path),
+    again = run_search(SearchConfig(tuner=tuner, data=TINY, max_epochs=1, max_trials=3, out_dir=str(tmp_path),
                                     project=tuner), verbose=0)
-    assert len(again.rows) == 4  # continued: the three earlier trials kept, one more run
+    assert len(again.rows) == 3  # continued: the two earlier trials kept, one more run
     with pytest.raises(ValueError, match="needs --max-trials or --time-budget"):
         run_search(SearchConfig(tuner=tuner, data=TINY, out_dir=str(tmp_path), project="unbounded"), verbose=0)
 
