@@ -127,7 +127,13 @@ def test_a_dropped_photo_and_the_other_model(page_url, clear_faces, tmp_path):
         page = browser.new_page()
         page.goto(page_url)
         page.wait_for_function("window.fer.models.length === 2")
-        page.set_input_files("#photo", str(photo))
+        # dropped on the image area, as a person drags a file from their desktop
+        data = list(photo.read_bytes())
+        drop = page.evaluate_handle("""(bytes) => {
+            const t = new DataTransfer();
+            t.items.add(new File([new Uint8Array(bytes)], "happy.jpg", { type: "image/jpeg" }));
+            return t; }""", data)
+        page.dispatch_event("#stage", "drop", {"dataTransfer": drop})
         page.wait_for_selector("#faces li[data-label]")
         assert page.get_attribute("#faces li", "data-face") == "face 1"  # a photo: no track
         assert page.get_attribute("#faces li", "data-label") == "happiness"
