@@ -337,7 +337,7 @@ def _blazeface_file(name: str) -> str:
     return path
 
 
-def _tflite_interpreter(path: str):
+def tflite_interpreter(path: str, threads: int = 2):
     """LiteRT's interpreter where installed, else TensorFlow's (deprecated there, still in TF 2.21)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -348,8 +348,8 @@ def _tflite_interpreter(path: str):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=path, num_threads=2)
-    return Interpreter(model_path=path, num_threads=2)
+            return tf.lite.Interpreter(model_path=path, num_threads=threads)
+    return Interpreter(model_path=path, num_threads=threads)
 
 
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
@@ -450,7 +450,7 @@ class BlazeFaceDetector:
         self.verifier = FaceVerifier(verify) if verify is not None else None
         self.verify_framed = verify_framed
         self.confirm_score = 0.0 if self.verifier is not None else self.UNVERIFIED_CONFIRM_SCORE
-        self._interpreter = _tflite_interpreter(_blazeface_file(name))
+        self._interpreter = tflite_interpreter(_blazeface_file(name))
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()

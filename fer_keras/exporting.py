@@ -1,4 +1,4 @@
-"""SavedModel export in the layout TensorFlow Serving reads.
+"""SavedModel export in the layout TensorFlow Serving reads, and the LiteRT file for devices.
 
 ``<base>/<model_name>/<version>/`` holds a SavedModel with signatures:
 
@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from fer_keras.evaluation import flip_averaged
 from fer_keras.explain.cams import CAM_METHODS, SERVED_METHODS, cam_tape, gradcam_model
+from fer_keras.loading import LITERT_FORMAT, litert_manifest_path
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -159,6 +160,85 @@ def export_saved_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+LITERT_QUANTIZE = ("none", "fp16", "int8")  # fer_keras.export's flag takes these
+
+
+def _edge_model(model: keras.Model, flip_tta: bool) -> keras.Model:
+    """``model`` behind a fixed one-channel uint8 input (a LiteRT interpreter has no any-channel input: the
+    builder's would leave a TensorFlow op no interpreter runs), answering probabilities only; with
+    ``flip_tta`` the mean over each face and its mirror image, as the SavedModel serves it."""
+    size = model.input_shape[1]
+    face = keras.Input((size, size, 1), dtype="uint8", name="face")
+    x = keras.ops.cast(face, "float32")
+    probabilities = model(x)["probabilities"]
+    if flip_tta:
+        probabilities = (probabilities + model(keras.ops.flip(x, axis=2))["probabilities"]) / 2
+    return keras.Model(face, {"probabilities": probabilities}, name="edge")
+
+
+def export_litert(model: keras.Model, path: str | os.PathLike, class_names: list[str] | tuple[str, ...], *,
+                  quantize: str = "none", flip_tta: bool = False, calibration: np.ndarray | None = None,
+                  source: str = "") -> Path:
+    """Writes ``model`` as a LiteRT (TFLite) file for phones and small boards, and its manifest beside it.
+
+    The file takes raw faces, uint8 grey levels ``[N, H, W, 1]``, with the preprocessing inside, and
+    answers ``probabilities`` ``[N, K]``; built-in operators only (LiteRT's interpreter runs it as is).
+
+    Args:
+        model: a fer_keras Keras model (``face`` in, ``probabilities`` out).
+        path: the ``.tflite`` file; ``NAME.json`` beside it records the classes, face size, quantisation,
+            flip averaging and the file's checksum.
+        class_names: class names in output order.
+        quantize: "none" (float32), "fp16" (float16 weights, half the size) or "int8" (weights and
+            activations in 8 bits, calibrated on ``calibration``).
+        flip_tta: average each face with its mirror image inside the file.
+        calibration: uint8 faces ``[N, H, W, 1]`` representative of what the model will see (training
+            faces), for int8.
+        source: what the file was made from (recorded in the manifest).
+
+    Raises:
+        ValueError: a path not ending in ``.tflite``, an unknown ``quantize``, int8 without calibration faces.
+    """
+    import hashlib
+    import json
+
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise ValueError(f"a LiteRT file ends in .tflite; got {path}")
+    if quantize not in LITERT_QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(LITERT_QUANTIZE)}; got {quantize!r}")
+    size = model.input_shape[1]
+    options: dict = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantize == "fp16":
+        options.update(optimizations=[tf.lite.Optimize.DEFAULT],
+                       target_spec={**options["target_spec"], "supported_types": [tf.float16]})
+    elif quantize == "int8":
+        faces = None if calibration is None else np.asarray(calibration)
+        if faces is None or faces.ndim != 4 or faces.shape[1:] != (size, size, 1) or not len(faces):
+            raise ValueError(f"int8 needs calibration faces [N, {size}, {size}, 1]; got "
+                             f"{None if faces is None else faces.shape}")
+        faces = faces.astype(np.uint8)
+        options.update(optimizations=[tf.lite.Optimize.DEFAULT],
+                       representative_dataset=lambda: ([faces[i:i + 1]] for i in range(len(faces))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp.tflite")
+    try:
+        _edge_model(model, flip_tta).export(str(staging), format="litert", verbose=False,
+                                            input_signature=[tf.TensorSpec([None, size, size, 1], tf.uint8)],
+                                            **options)
+        data = staging.read_bytes()
+        manifest = {"format": LITERT_FORMAT, "classes": list(class_names), "face_size": int(size),
+                    "input": "uint8 grey levels [N, H, W, 1]", "output": "probabilities [N, K]",
+                    "quantize": quantize, "flip_tta": bool(flip_tta), "source": source,
+                    "calibration_faces": 0 if calibration is None else int(len(calibration)),
+                    "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    litert_manifest_path(path).write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
 
 
 def serving_base(name: str | None = None, cache: Path | None = None) -> Path:

@@ -19,6 +19,98 @@ class ModelLoadError(ValueError):
     """A model file is missing or is not a classifier this package made."""
 
 
+LITERT_FORMAT = "fer-keras-litert-1"
+
+
+def litert_manifest_path(path: str | Path) -> Path:
+    """The JSON beside a ``.tflite`` file that says what it classifies (``NAME.tflite`` -> ``NAME.json``)."""
+    return Path(path).with_suffix(".json")
+
+
+def raw_grey_faces(images, what: str) -> np.ndarray:
+    """``images`` as uint8 grey levels, or a ValueError saying why they are not: float faces are taken
+    only when they are whole grey levels 0-255 (a model given faces scaled to 0-1, or normalised, would
+    answer nonsense without a word)."""
+    faces = np.asarray(images)
+    if faces.dtype == np.uint8:
+        return faces
+    if not np.issubdtype(faces.dtype, np.number):
+        raise ValueError(f"{what} takes uint8 grey levels; got {faces.dtype} faces")
+    if faces.size and (not np.isfinite(faces).all() or faces.min() < 0 or faces.max() > 255
+                       or not np.array_equal(faces, np.round(faces)) or faces.max() <= 1.0):
+        low, high = (float(faces.min()), float(faces.max())) if faces.size else (0.0, 0.0)
+        raise ValueError(f"{what} takes raw grey levels 0-255 (uint8); got {faces.dtype} faces in "
+                         f"{low:g}..{high:g} that are not whole grey levels (scaled or normalised?)")
+    return faces.astype(np.uint8)
+
+
+class LiteRTClassifier:
+    """A LiteRT file written by ``python -m fer_keras.export --format litert`` behind the ``predict``
+    call evaluation uses; its manifest (``NAME.json`` beside it) says the classes and is checked
+    against the file (checksum, class count, input) before the first face."""
+
+    def __init__(self, path: str | Path, threads: int = 2):
+        import hashlib
+        import json
+        import threading
+
+        from fer_keras.detection import tflite_interpreter
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist")
+        manifest_path = litert_manifest_path(path)
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            raise ModelLoadError(f"{path} has no readable manifest {manifest_path.name} beside it (write LiteRT "
+                                 "files with python -m fer_keras.export --format litert)") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != LITERT_FORMAT:
+            raise ModelLoadError(f"{manifest_path} is not a fer_keras LiteRT manifest ({LITERT_FORMAT})")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+            raise ModelLoadError(f"{path} is not the file its manifest {manifest_path.name} describes "
+                                 "(checksum differs: replaced or damaged)")
+        try:
+            self._interpreter = tflite_interpreter(str(path), threads)
+        except (ValueError, RuntimeError) as err:
+            raise ModelLoadError(f"{path} is not a LiteRT model: {err}") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self.class_names = list(manifest["classes"])
+        size = int(manifest["face_size"])
+        answers = int(self._output["shape"][-1])
+        if answers != len(self.class_names):
+            raise ModelLoadError(f"{path} answers {answers} classes but its manifest names {len(self.class_names)} "
+                                 f"({', '.join(self.class_names)})")
+        if self._input["dtype"] != np.uint8 or tuple(self._input["shape"][1:]) != (size, size, 1):
+            raise ModelLoadError(f"{path} takes {self._input['dtype'].__name__} {list(self._input['shape'])}, not the "
+                                 f"uint8 [N, {size}, {size}, 1] faces its manifest describes")
+        self.path, self.manifest, self.quantize = path, manifest, manifest.get("quantize", "none")
+        self.input_shape = (None, size, size, 1)
+        self._batch = None
+        self._lock = threading.Lock()  # one interpreter: one call at a time
+
+    def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> dict[str, np.ndarray]:
+        faces = raw_grey_faces(images, str(self.path))
+        if faces.ndim != 4 or faces.shape[1:] != self.input_shape[1:]:
+            raise ValueError(f"{self.path} takes faces [N, {self.input_shape[1]}, {self.input_shape[2]}, 1]; "
+                             f"got {list(faces.shape)}")
+        out = []
+        with self._lock:
+            for start in range(0, len(faces), batch_size):
+                chunk = np.ascontiguousarray(faces[start:start + batch_size])
+                if self._batch != len(chunk):
+                    self._interpreter.resize_tensor_input(self._input["index"], [len(chunk), *faces.shape[1:]])
+                    self._interpreter.allocate_tensors()
+                    self._batch = len(chunk)
+                self._interpreter.set_tensor(self._input["index"], chunk)
+                self._interpreter.invoke()
+                out.append(np.array(self._interpreter.get_tensor(self._output["index"])))
+        k = len(self.class_names)
+        return {"probabilities": np.concatenate(out) if out else np.zeros((0, k), np.float32)}
+
+
 class SavedModelClassifier:
     """A SavedModel's ``serving_default`` behind the ``predict`` call evaluation uses."""
 
@@ -49,10 +141,13 @@ class SavedModelClassifier:
 
 def load_classifier(path: str | Path):
     """A ``.keras`` model (loaded in Keras safe mode), a weights manifest (``NAME.json`` of
-    ``fer_keras.pretrained``'s format, as ``fer_keras.portable train`` writes), a SavedModel folder
+    ``fer_keras.pretrained``'s format, as ``fer_keras.portable train`` writes), a LiteRT file
+    (``NAME.tflite`` with its manifest, :class:`LiteRTClassifier`), a SavedModel folder
     (version folder or its parent), or the name of a model shipped in the package
     (``fer_keras.pretrained.available()``, e.g. "gimefive-fer2013")."""
     p = Path(path)
+    if p.suffix == ".tflite":
+        return LiteRTClassifier(p)
     if p.suffix in (".json", ".keras") or (not p.exists() and str(path) in pretrained.available()):
         try:
             return pretrained.load_keras_model(p if p.exists() or p.suffix else str(path))
