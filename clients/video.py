@@ -7,6 +7,7 @@ Examples::
     python -m clients.video clip.mp4 --server 127.0.0.1:8500 --out-dir runs/video/clip
     python -m clients.video frames/ --detector haar --explain none
     python -m clients.video --camera 0
+    python -m clients.video clip.mp4 --backend litert --model-file edge/fer2013-int8.tflite --explain none
 
 Writes, under --out-dir (default runs/video/<input name>): annotated.mp4,
 frames.jsonl (one record per frame, written as it goes), summary.json and
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write one timeline_track<N>.png per face track (summary.png always shows the main ones)")
     o.add_argument("--verbose", action="store_true", help="show TensorFlow's native log lines")
     s = p.add_argument_group("server")
+    s.add_argument("--backend", choices=("server", "litert"), default="server",
+                   help="server: a model server (embedded, or --server); litert: a LiteRT file on this machine "
+                        "(--model-file; python -m fer_keras.export --format litert), no server. Default: %(default)s")
+    s.add_argument("--model-file", default=None, help="with --backend litert: the .tflite file")
     s.add_argument("--server", default=None,
                    help="TF Serving gRPC address host:port. Default: start an embedded local server")
     s.add_argument("--model-base-path", default=None,
@@ -125,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give an INPUT video or folder, or --camera N")
     if bool(args.tls_cert) != bool(args.tls_key):
         build_parser().error("--tls-cert and --tls-key go together")
+    if args.backend == "litert" and (not args.model_file or args.server or args.model_base_path):
+        build_parser().error("--backend litert needs --model-file FILE.tflite, and no --server or --model-base-path")
+    if args.model_file and args.backend != "litert":
+        build_parser().error("--model-file goes with --backend litert")
     for flag in ("tls_ca", "tls_cert", "tls_key"):
         if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
             build_parser().error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: no such file")
@@ -162,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(args.input, args.camera)
         with native_stderr_to_file(not args.verbose, expected):  # the server and detector load quietly
             address = args.server
-            if address is None:
+            if args.backend == "litert":
+                from clients.edge import LiteRTClient
+
+                client, address = LiteRTClient(args.model_file, max_batch=args.max_batch), args.model_file
+            elif address is None:
                 base = args.model_base_path
                 if base is None:
                     from fer_keras.exporting import serving_base
@@ -170,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                     base = str(serving_base(args.pretrained))
                 server = start_embedded_server(args.model, base)
                 address = server.address
-            client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
-                                   timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
-                                   credentials=tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
-                                   if (args.tls_ca or args.tls_cert) else None)
+            if args.backend == "server":
+                client = EmotionClient(address, args.model, version=args.version, version_label=args.version_label,
+                                       timeout=args.timeout, retries=args.retries, max_batch=args.max_batch,
+                                       credentials=tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+                                       if (args.tls_ca or args.tls_cert) else None)
             explainer = (local_explainer(args.explain_model, args.explain)
                          if args.explain_model and args.explain != "none" else None)
             analyzer = VideoAnalyzer(client, config, explainer=explainer)

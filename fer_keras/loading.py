@@ -11,6 +11,7 @@ import tensorflow as tf
 import fer_keras.models  # noqa: F401
 import fer_keras.optim  # noqa: F401
 from fer_keras import pretrained
+from fer_keras.data.faces import as_uint8_faces
 from fer_keras.data.taxonomy import infer_taxonomy  # noqa: F401 (callers import it from here too)
 from fer_keras.pretrained import as_float32  # noqa: F401 (callers import it from here too)
 
@@ -25,23 +26,6 @@ LITERT_FORMAT = "fer-keras-litert-1"
 def litert_manifest_path(path: str | Path) -> Path:
     """The JSON beside a ``.tflite`` file that says what it classifies (``NAME.tflite`` -> ``NAME.json``)."""
     return Path(path).with_suffix(".json")
-
-
-def raw_grey_faces(images, what: str) -> np.ndarray:
-    """``images`` as uint8 grey levels, or a ValueError saying why they are not: float faces are taken
-    only when they are whole grey levels 0-255 (a model given faces scaled to 0-1, or normalised, would
-    answer nonsense without a word)."""
-    faces = np.asarray(images)
-    if faces.dtype == np.uint8:
-        return faces
-    if not np.issubdtype(faces.dtype, np.number):
-        raise ValueError(f"{what} takes uint8 grey levels; got {faces.dtype} faces")
-    if faces.size and (not np.isfinite(faces).all() or faces.min() < 0 or faces.max() > 255
-                       or not np.array_equal(faces, np.round(faces)) or faces.max() <= 1.0):
-        low, high = (float(faces.min()), float(faces.max())) if faces.size else (0.0, 0.0)
-        raise ValueError(f"{what} takes raw grey levels 0-255 (uint8); got {faces.dtype} faces in "
-                         f"{low:g}..{high:g} that are not whole grey levels (scaled or normalised?)")
-    return faces.astype(np.uint8)
 
 
 class LiteRTClassifier:
@@ -92,7 +76,7 @@ class LiteRTClassifier:
         self._lock = threading.Lock()  # one interpreter: one call at a time
 
     def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> dict[str, np.ndarray]:
-        faces = raw_grey_faces(images, str(self.path))
+        faces = as_uint8_faces(images)
         if faces.ndim != 4 or faces.shape[1:] != self.input_shape[1:]:
             raise ValueError(f"{self.path} takes faces [N, {self.input_shape[1]}, {self.input_shape[2]}, 1]; "
                              f"got {list(faces.shape)}")

@@ -5,6 +5,7 @@ Examples::
     python -m clients.service                                  # http://127.0.0.1:8080, both shipped models
     python -m clients.service --port 9000 --models gimefive-ferplus
     python -m clients.service --server 127.0.0.1:8500 --models gimefive    # models served by TF Serving
+    python -m clients.service --backend litert --models edge/fer2013-int8.tflite   # no model server at all
 
 ``POST /v1/analyze`` takes a photo (multipart field ``image``, JSON ``{"image": "<base64>"}`` or the raw
 bytes) and returns each face's box, keypoints, probabilities, label, track (with ``stream=ID``) and, with
@@ -34,11 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port). Default: %(default)s")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind; 0.0.0.0 exposes the service to the network. Default: %(default)s")
+    p.add_argument("--backend", choices=("server", "litert"), default="server",
+                   help="server: a model server (embedded, or --server); litert: LiteRT files on this machine "
+                        "(--models FILE.tflite,...; they carry no explanations). Default: %(default)s")
     p.add_argument("--server", default=None,
                    help="TF Serving gRPC address host:port. Default: start an embedded local server")
     p.add_argument("--models", default=None,
-                   help="comma-separated model names, the first the default. Embedded: shipped models "
-                        f"(default {','.join(SHIPPED)}); with --server: names served there (default gimefive)")
+                   help="comma-separated models, the first the default. Embedded: shipped models "
+                        f"(default {','.join(SHIPPED)}); with --server: names served there (default gimefive); "
+                        "with --backend litert: .tflite files (named by their stems)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline to the model server, seconds")
     p.add_argument("--detector", choices=[d for d in DETECTORS if d != "none"], default=D.detector,
                    help="face detector. Default: %(default)s")
@@ -64,10 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.backend == "litert" and (args.server or not args.models):
+        parser.error("--backend litert needs --models FILE.tflite[,FILE.tflite] and no --server")
     names = [n.strip() for n in (args.models or (",".join(SHIPPED) if args.server is None else "gimefive")).split(",")]
     if not all(names) or len(set(names)) != len(names):
         parser.error(f"--models must name distinct models; got {args.models!r}")
-    if args.server is None:
+    if args.backend == "litert":
+        if not all(n.endswith(".tflite") for n in names):
+            parser.error(f"--backend litert takes .tflite files in --models; got {args.models!r}")
+    elif args.server is None:
         from fer_keras.pretrained import available
 
         unknown = [n for n in names if n not in available()]
@@ -94,17 +104,25 @@ def main(argv: list[str] | None = None) -> int:
         from serving.local.embedded import start_embedded_server
 
     server = None
-    if args.server is None:
+    if args.server is None and args.backend == "server":
         print(f"loading {', '.join(names)} into an embedded model server ...", file=sys.stderr, flush=True)
     try:
         with native_stderr_to_file(not args.verbose, (ClientError, ValueError, FileNotFoundError)):
             address = args.server
-            if address is None:
+            if args.backend == "litert":
+                from clients.edge import LiteRTClient
+
+                edge = [LiteRTClient(n) for n in names]
+                clients, address = {c.model: c for c in edge}, "LiteRT files on this machine"
+                if len(clients) != len(edge):
+                    raise ValueError(f"--models: two files share a name: {args.models}")
+            elif address is None:
                 from fer_keras.exporting import serving_base
 
                 server = start_embedded_server({n: str(serving_base(n)) for n in names})
                 address = server.address
-            clients = {n: EmotionClient(address, n, timeout=args.timeout) for n in names}
+            if args.backend == "server":
+                clients = {n: EmotionClient(address, n, timeout=args.timeout) for n in names}
             analyst = Analyst(clients, config, idle_seconds=args.stream_idle)
         app = create_app(analyst, limits)
         uv = uvicorn.Config(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
@@ -116,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.bind((args.host, args.port))
         host, port = sock.getsockname()[:2]
         print(f"fer-keras analysis service on http://{host}:{port}/ (API: /v1/analyze, /openapi.json); "
-              f"models {', '.join(names)} at {address}", flush=True)
+              f"models {', '.join(clients)} at {address}", flush=True)
         uvicorn.Server(uv).run(sockets=[sock])
     except (ClientError, ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -162,3 +162,28 @@ def load_faces(
         groups=np.array([r.group for r, _, _ in good], dtype=object),
     )
     return faces, dropped, corrupt
+
+
+def as_uint8_faces(faces: np.ndarray) -> np.ndarray:
+    """Faces as the uint8 0-255 grey levels the model takes, or ValueError saying what is wrong.
+
+    uint8 passes as it is; other integers and floats must hold whole grey levels 0-255 (floats are
+    rounded). Refused: booleans, complex or object arrays, NaN or infinity, values outside 0-255
+    (which a cast would wrap: 300 becomes 44), and floats all within [0, 1], which are images scaled
+    to [0, 1] and would come out nearly black.
+    """
+    faces = np.asarray(faces)
+    if faces.dtype == np.uint8:
+        return faces
+    if faces.dtype.kind not in "iuf":
+        raise ValueError(f"faces must be numbers (uint8 grey levels 0-255); got dtype {faces.dtype}")
+    if faces.size == 0:
+        return faces.astype(np.uint8)
+    if faces.dtype.kind == "f" and not np.isfinite(faces).all():
+        raise ValueError(f"faces hold {int((~np.isfinite(faces)).sum())} NaN or infinite values")
+    low, high = faces.min(), faces.max()
+    if low < 0 or high > 255:
+        raise ValueError(f"faces must hold grey levels 0-255; got values from {low} to {high}")
+    if faces.dtype.kind == "f" and high <= 1.0:
+        raise ValueError("faces look scaled to [0, 1] (float, all values at most 1): multiply by 255 first")
+    return np.rint(faces).astype(np.uint8) if faces.dtype.kind == "f" else faces.astype(np.uint8)
