@@ -284,8 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confirm-score", type=float, default=None, help="(default: the detector's)")
     p.add_argument("--candidate-threshold", type=float, default=None,
                    help="MTCNN P-Net/R-Net threshold (default: the detector's)")
+    p.add_argument("--model-file", default=None,
+                   help="classify with this LiteRT file on this machine (clients.edge) instead of a served model; "
+                        "it carries no explanation: with --explain none")
     p.add_argument("--out", default=None, help="keep the video, JSON lines and summary here")
     args = p.parse_args(argv)
+    if args.model_file and (args.explain != "none" or args.model_base_path):
+        print("error: --model-file goes with --explain none and without --model-base-path", file=sys.stderr)
+        return 2
     if (args.no_faces or args.background != "blurred-noise") and not (args.cut_every and not args.video):
         print("error: --no-faces and --background build a video of shots: they need --cut-every (and no --video)",
               file=sys.stderr)
@@ -318,13 +324,18 @@ def main(argv: list[str] | None = None) -> int:
             truth = build_video(Path(args.fer2013), video, args.seconds, seed=args.seed)
         (out / "truth.json").write_text(json.dumps(truth))
     base = args.model_base_path
-    if base is None:
+    if base is None and not args.model_file:
         from fer_keras.exporting import serving_base
 
         base = str(serving_base(args.pretrained))
-    server = start_embedded_server("gimefive", base)
+    server = start_embedded_server("gimefive", base) if not args.model_file else None
     try:
-        client = EmotionClient(server.address, "gimefive")
+        if args.model_file:
+            from clients.edge import LiteRTClient
+
+            client = LiteRTClient(args.model_file)
+        else:
+            client = EmotionClient(server.address, "gimefive")
         tuned = {k: v for k, v in (("margin", args.margin), ("box_smoothing", args.box_smoothing),
                                    ("detector", args.detector), ("confirm_score", args.confirm_score),
                                    ("align", args.align), ("level", args.level)) if v is not None}
@@ -347,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                                jsonl=out / "frames.jsonl", progress=False)
         clean = clean_predictions(client, Path(args.fer2013), truth)
     finally:
-        server.stop(grace=1.0)
+        if server is not None:
+            server.stop(grace=1.0)
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     quality = score(truth, records, client.classes, clean=clean)
     cropped = score(truth, records, client.classes, region="crop")
@@ -368,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{', O-Net on the box alone' if args.verify_box_only else ''}"
         f"; cuts found: {len(summary.get('cuts', []))}"
     )
+    print(f"classifier: {args.model_file or 'served ' + (args.model_base_path or args.pretrained)}")
     print(f"end to end: {summary['frames_per_second']} frames/s")
     print("stage ms/frame: " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_frame"].items()))
     print(
