@@ -47,6 +47,22 @@ def test_flip_tta_export_serves_the_mean_of_each_face_and_its_mirror(tmp_path, m
     np.testing.assert_array_equal(out["class_id"].numpy(), ((plain + mirrored) / 2).argmax(1))
 
 
+def test_a_bfloat16_export_serves_float32_answers_close_to_float32_and_float32_maps(tmp_path, model):
+    path = export_saved_model(model, tmp_path, "gimefive", SIX.classes, precision="bfloat16")
+    loaded = tf.saved_model.load(str(path))
+    faces = np.random.default_rng(2).integers(0, 256, (6, 64, 64, 1)).astype(np.uint8)
+    out = loaded.signatures["serving_default"](face=tf.constant(faces))
+    expected = np.asarray(model(faces.astype(np.float32))["probabilities"])
+    assert out["probabilities"].dtype == tf.float32 and out["logits"].dtype == tf.float32
+    assert np.abs(out["probabilities"].numpy() - expected).max() < 0.02  # bfloat16 keeps 8 bits of mantissa
+    float32 = tf.saved_model.load(str(export_saved_model(model, tmp_path, "f32", SIX.classes)))
+    maps = loaded.signatures["gradcam"](face=tf.constant(faces))["heatmap"].numpy()
+    np.testing.assert_allclose(maps, float32.signatures["gradcam"](face=tf.constant(faces))["heatmap"].numpy(),
+                               atol=1e-5)  # explanations stay float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_saved_model(model, tmp_path, "x", SIX.classes, precision="int4")
+
+
 def test_warmup_records_are_prediction_logs(tmp_path, model):
     path = export_saved_model(model, tmp_path, "fer", SIX.classes)
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE)).as_numpy_iterator())
