@@ -383,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classifier: {args.model_file or 'served ' + (args.model_base_path or args.pretrained)}")
     print(f"end to end: {summary['frames_per_second']} frames/s")
     print("stage ms/frame: " + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_frame"].items()))
+    if summary.get("detect_ms_per_frame"):
+        print("  of which detect: " + ", ".join(f"{k} {v}" for k, v in summary["detect_ms_per_frame"].items()))
     print(
         f"drawn boxes: recall@IoU0.4 {quality['recall']:.3f}, "
         f"false boxes per frame {quality['false_boxes_per_frame']:.3f}; "

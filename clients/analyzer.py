@@ -330,6 +330,10 @@ class VideoAnalyzer:
             "input": source.name, "frames": frames, "faces_classified": faces, "seconds": round(elapsed, 3),
             "frames_per_second": round(frames / elapsed, 2) if elapsed > 0 else None,
             "stage_ms_per_frame": {s: round(1000 * self.times[s] / max(frames, 1), 2) for s in STAGES},
+            # "detect" split by the detector where it keeps its own times (BlazeFace: the passes, O-Net, the
+            # second look)
+            "detect_ms_per_frame": {k: round(1000 * v / max(frames, 1), 2)
+                                    for k, v in getattr(self.detector, "seconds", {}).items()},
             "frames_expected": source.count, "unreadable_frames": list(source.skipped),
             "classes": list(self.classes), "cuts": list(self.cuts),
             "tracks": tracks,

@@ -72,6 +72,9 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     assert summary["frames"] == 24 and summary["faces_classified"] == 24
     assert set(summary["stage_ms_per_frame"]) == {"decode", "cuts", "detect", "crop", "classify", "explain", "annotate",
                                                   "encode"}
+    detect = summary["detect_ms_per_frame"]  # BlazeFace's own split of its stage
+    assert set(detect) == {"blazeface", "verify", "second_look"} and all(v >= 0 for v in detect.values())
+    assert sum(detect.values()) <= summary["stage_ms_per_frame"]["detect"] + 0.5
     assert summary["tracks"]["1"]["frames"] == 24 and summary["cuts"] == []
     assert cv2.imread(str(out / "summary.png")) is not None and summary["figure"] == str(out / "summary.png")
     assert (out / "timeline_track1.png").is_file() and cv2.imread(str(out / "timeline_track1.png")) is not None
