@@ -36,6 +36,11 @@ from fer_keras.detection import Detector, Face, make_detector
 from fer_keras.explain.analysis import FaceExplanation, Framing, explain_faces, face_record
 from fer_keras.explain.overlay import annotate_face
 
+
+class SinkError(RuntimeError):
+    """The annotated video could not be written (a full disk, a closed pipe)."""
+
+
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")
 _END = object()
 
@@ -103,6 +108,7 @@ class VideoAnalyzer:
         self.regions: dict[str, list[dict]] = {}  # emotion -> region shares of each heatmap drawn for it
         self._last_detection = -10**9
         self._last_cut = 0  # the first shot starts at frame 0
+        self._sink_error: Exception | None = None
 
     @property
     def tracker(self):
@@ -137,13 +143,33 @@ class VideoAnalyzer:
                 return
             start = time.perf_counter()
             if sink is not None:
-                sink.write(item)
+                try:
+                    sink.write(item)
+                except Exception as err:  # a full disk, a closed pipe: the run stops with it (see _hand_over)
+                    self._sink_error = err
+                    stop.set()
+                    return
             if window:
                 window = _show(item, stop)
                 if not window:
                     print("warning: no window: this OpenCV has no GUI (the opencv-python-headless wheel); "
                           "frames are still written. README, 'A camera window', says how to get one", file=sys.stderr)
             self.times["encode"] += time.perf_counter() - start
+
+    def _hand_over(self, out: queue.Queue, item, writer: threading.Thread) -> None:
+        """Queues ``item`` for the writer without waiting for ever: if the writer failed (or ended), the
+        run stops with one error naming the cause; frames.jsonl keeps every frame written so far."""
+        while True:
+            if self._sink_error is not None:
+                raise SinkError(f"writing the annotated video failed: {self._sink_error}; frames.jsonl holds "
+                                "every frame finished before it") from self._sink_error
+            if not writer.is_alive():
+                raise SinkError("the video writer stopped")
+            try:
+                out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _crop(self, frame: np.ndarray, face: Face) -> np.ndarray:
         return self.framing.crop(frame, face, self.client.face_size)
@@ -255,7 +281,7 @@ class VideoAnalyzer:
                     if log:
                         log.write(json.dumps(result.to_json(self.classes, self.framing)) + "\n")
                         log.flush()
-                    out.put(canvas)
+                    self._hand_over(out, canvas, writer)
                     done_frames += 1
                     faces_seen += len(result.faces)
                     bar.update(1)
@@ -305,8 +331,11 @@ class VideoAnalyzer:
                     frames.get_nowait()
                 except queue.Empty:
                     time.sleep(0.01)
-            out.put(_END)
-            writer.join()
+            try:
+                out.put(_END, timeout=5)
+            except queue.Full:  # the writer is gone (it failed): nothing waits for the end marker
+                pass
+            writer.join(timeout=30)
             if sink:
                 sink.close()
             if log:

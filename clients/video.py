@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with native_stderr_to_file(not args.verbose):
         load_tensorflow_quietly(False)
-        from clients.analyzer import VideoAnalyzer, plot_timelines, plot_video_summary
+        from clients.analyzer import SinkError, VideoAnalyzer, plot_timelines, plot_video_summary
         from clients.client import ClientError, EmotionClient, tls_credentials
         from clients.sources import SourceError, open_source
         from serving.local.embedded import start_embedded_server
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's per-packet complaints; skips are listed below
     server = None
-    expected = (SourceError, ClientError, ValueError, FileNotFoundError)
+    expected = (SourceError, ClientError, SinkError, ValueError, FileNotFoundError, OSError)
     try:
         config = AnalyzerConfig(
             detector=args.detector,

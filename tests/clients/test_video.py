@@ -164,6 +164,42 @@ def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
         assert message in err and "Traceback" not in err
 
 
+@pytest.mark.timeout(120)
+def test_a_sink_that_fails_stops_the_run_with_one_error_and_keeps_what_was_written(server, video, tmp_path,
+                                                                                  monkeypatch, capsys):
+    import clients.analyzer
+
+    class FullDisk:
+        """An annotated-video sink whose disk fills after 5 frames."""
+
+        def __init__(self, path, fps):
+            self.written = 0
+
+        def write(self, frame):
+            if self.written == 5:
+                raise OSError(28, "No space left on device")
+            self.written += 1
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(clients.analyzer, "VideoSink", FullDisk)
+    out = tmp_path / "out"
+    code = video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
+                       "--batch-frames", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "writing the annotated video failed" in err and "No space left" in err
+    assert "Traceback" not in err
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert 5 <= len(records) < 24 and [r["frame"] for r in records] == list(range(len(records)))
+    # with a queue of 2 between the stages, a writer that died silently left the analysis waiting for ever
+    analyzer = VideoAnalyzer(EmotionClient(server.address), AnalyzerConfig(queue_size=2, batch_frames=2,
+                                                                           explain="none"))
+    with pytest.raises(clients.analyzer.SinkError, match="No space left"):
+        analyzer.run(open_source(str(video)), video_out=tmp_path / "x.mp4", jsonl=tmp_path / "x.jsonl",
+                     progress=False)
+
+
 def test_a_crash_keeps_every_frame_already_written(server, video, tmp_path):
     calls = []
 
