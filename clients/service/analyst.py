@@ -175,7 +175,8 @@ class Analyst:
         explained: list[FaceExplanation | None] = [None] * len(crops)
         probabilities = np.zeros((len(crops), len(client.classes)), np.float32)
         rows = explain_rows if method else []
-        rest = [i for i in range(len(crops)) if i not in set(rows)]
+        explained_rows = set(rows)
+        rest = [i for i in range(len(crops)) if i not in explained_rows]
         start = time.perf_counter()
         if rest:
             probabilities[rest] = client.predict(crops[rest]).probabilities
