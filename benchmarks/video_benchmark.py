@@ -16,6 +16,7 @@ was refreshed.
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --out runs/video-bench
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --background textured   # walls, fabric...
     python -m benchmarks.video_benchmark --video runs/video-bench --detector mtcnn   # the same video again
+    python -m benchmarks.video_benchmark --pool runs/video-bench runs/video-bench-2   # crop cost, runs together
 """
 
 from __future__ import annotations
@@ -40,17 +41,18 @@ DEFAULT_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 
 def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
                 size: tuple[int, int] = (640, 480), background: str = "blurred-noise",
-                with_faces: bool = True) -> list[list[dict]]:
+                with_faces: bool = True, split: str = "test") -> list[list[dict]]:
     """A video cut into shots of ``cut_every`` frames: each shot a new background (``blurred-noise``:
     blurred noise around a new grey level; ``textured``: a texture of ``fer_keras.data.textures``, walls,
     fabric, foliage or noise, drawn at random) and one to three new FER2013 test faces of 120-200 px
-    drifting apart (none with ``with_faces=False``: a face-free video, the same backgrounds). Returns per
+    drifting apart (none with ``with_faces=False``: a face-free video, the same backgrounds); ``split``
+    "train" draws training faces instead (videos to choose a setting on). Returns per
     frame the faces' boxes, labels, shot numbers and sources (the FER2013 image, relative to ``fer2013``)."""
     from fer_keras.data.readers.fer2013 import read_fer2013
     from fer_keras.data.taxonomy import SIX
 
     rng = np.random.default_rng(seed)
-    records = [r for r in read_fer2013(str(fer2013))[0] if r.split == "test" and SIX.index(r.emotion) is not None]
+    records = [r for r in read_fer2013(str(fer2013))[0] if r.split == split and SIX.index(r.emotion) is not None]
     width, height = size
     frames = int(seconds * fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -197,6 +199,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     least = least_iou if criterion == "iou" else 1.0
     total = found = correct = false = false_early = early_frames = clean_correct = clean_found = 0
     overlaps = []
+    paired: list[tuple[tuple, int, int]] = []  # (face, right in the video, right on its own image) per instance
     shots_of_track: dict[int, set] = {}
     faces_of_track: dict[int, set] = {}
     shot_start = {}
@@ -222,6 +225,8 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
                 if clean is not None and g.get("source") in clean:
                     clean_found += 1
                     clean_correct += clean[g["source"]] == classes[g["label"]]
+                    paired.append(((g.get("shot"), k, g["source"]), int(predicted == classes[g["label"]]),
+                                   int(clean[g["source"]] == classes[g["label"]])))
                 faces_of_track.setdefault(face.get("track"), set()).add((g.get("shot"), k))
         for face in record["faces"]:
             if gt and "shot" in gt[0]:
@@ -241,12 +246,54 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     if clean_found:
         result["clean_accuracy_of_found"] = clean_correct / clean_found
         result["found_with_source"] = clean_found
+        result["faces_paired"] = _per_face(paired)
+        result["crop_cost_interval"] = crop_cost_interval(result["faces_paired"])
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
                       tracks=len(shots_of_track),
                       tracks_across_cuts=sum(len(s) > 1 for s in shots_of_track.values()),
                       tracks_on_several_faces=sum(len(f) > 1 for f in faces_of_track.values()))
     return result
+
+
+def _per_face(paired: list[tuple[tuple, int, int]]) -> list[list[int]]:
+    """Per pasted face: its found instances right in the video, right on its own image, and their count."""
+    faces: dict[tuple, list[int]] = {}
+    for key, video, own in paired:
+        sums = faces.setdefault(key, [0, 0, 0])
+        sums[0], sums[1], sums[2] = sums[0] + video, sums[1] + own, sums[2] + 1
+    return list(faces.values())
+
+
+def crop_cost_interval(faces: list[list[int]], resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval, in points, of own-image accuracy minus video accuracy over found face
+    instances (``_per_face`` rows), resampling whole faces: each pasted face is seen in up to 15 frames,
+    which are not independent (a face's frames mostly agree)."""
+    table = np.array(faces, float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(table), (resamples, len(table)))
+    video, own, count = (table[picks, i].sum(1) for i in range(3))
+    low, high = np.percentile(100 * (own - video) / count, [2.5, 97.5])
+    return [round(float(low), 2), round(float(high), 2)]
+
+
+def pooled(runs: list[str]) -> int:
+    """Prints the crop cost over the found faces of several runs together, with its interval."""
+    faces = []
+    for run in runs:
+        result = json.loads((Path(run) / "benchmark.json").read_text())
+        if "faces_paired" not in result:
+            print(f"error: {run} has no per-face record (a run before the crop-cost interval, or a video "
+                  "without sources)", file=sys.stderr)
+            return 2
+        faces += result["faces_paired"]
+    table = np.array(faces, float)
+    video, own = table[:, 0].sum() / table[:, 2].sum(), table[:, 1].sum() / table[:, 2].sum()
+    low, high = crop_cost_interval(faces)
+    print(f"{len(runs)} runs, {len(faces)} faces, {int(table[:, 2].sum())} found instances: accuracy over detected "
+          f"faces {video:.3f}, on their own images {own:.3f}; the crops cost {100 * (own - video):.1f} points "
+          f"(95 % interval {low:.1f} to {high:.1f}, faces resampled)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="classify with this LiteRT file on this machine (clients.edge) instead of a served model; "
                         "it carries no explanation: with --explain none")
     p.add_argument("--out", default=None, help="keep the video, JSON lines and summary here")
+    p.add_argument("--pool", nargs="+", default=None, metavar="RUN",
+                   help="run nothing: the crop cost over the found faces of these --out folders together")
     args = p.parse_args(argv)
+    if args.pool:
+        return pooled(args.pool)
     if args.model_file and (args.explain != "none" or args.model_base_path):
         print("error: --model-file goes with --explain none and without --model-base-path", file=sys.stderr)
         return 2
@@ -394,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     if "clean_accuracy_of_found" in quality:
         print(f"the same found faces, each classified from its own FER2013 image (the dataset's crop): accuracy "
               f"{quality['clean_accuracy_of_found']:.3f}; the pipeline's crops cost "
-              f"{100 * (quality['clean_accuracy_of_found'] - quality['accuracy_of_found']):.1f} points")
+              f"{100 * (quality['clean_accuracy_of_found'] - quality['accuracy_of_found']):.1f} points (95 % interval "
+              f"{quality['crop_cost_interval'][0]:.1f} to {quality['crop_cost_interval'][1]:.1f}, faces resampled)")
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "

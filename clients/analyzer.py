@@ -20,13 +20,14 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from clients.client import EmotionClient
+from clients.client import ClientError, EmotionClient
 from clients.cuts import ShotCutDetector
 from clients.settings import AnalyzerConfig
 from clients.sources import FrameSource, VideoSink
@@ -39,6 +40,31 @@ from fer_keras.explain.overlay import annotate_face
 
 class SinkError(RuntimeError):
     """The annotated video could not be written (a full disk, a closed pipe)."""
+
+
+class ServerLost(ClientError):
+    """The model server could not classify a group of frames within the client's retries; frames.jsonl
+    marks those frames ``"classified": false`` and the run can go on later with ``resume``."""
+
+
+def resume_point(jsonl: str | Path) -> tuple[int, int]:
+    """Where a run that wrote ``jsonl`` can go on: the number of frames at its start recorded in order and
+    classified (the records a resumed run keeps), and the largest track number among them."""
+    kept, last_track = 0, 0
+    try:
+        lines = Path(jsonl).read_text().splitlines()
+    except FileNotFoundError:
+        return 0, 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a crash
+            break
+        if not isinstance(record, dict) or record.get("frame") != kept or record.get("classified") is False:
+            break
+        kept += 1
+        last_track = max([last_track, *(f.get("track") or 0 for f in record.get("faces", []))])
+    return kept, last_track
 
 
 STAGES = ("decode", "cuts", "detect", "crop", "classify", "explain", "annotate", "encode")
@@ -74,6 +100,8 @@ class _Chunk:
     faces: list[list[tuple[Track, Face]]]  # per frame: (track, its box at that frame)
     crops: np.ndarray
     future: object
+    stale: list[tuple[Track, int, int, Face]] = field(default_factory=list)  # tracks explained: frame, row
+    maps: Future | None = None  # their explanation maps, computed while the next frames are detected
 
 
 class VideoAnalyzer:
@@ -109,13 +137,16 @@ class VideoAnalyzer:
         self._last_detection = -10**9
         self._last_cut = 0  # the first shot starts at frame 0
         self._sink_error: Exception | None = None
+        self._explanation_asked: dict[int, int] = {}  # track id -> the frame its latest explanation was asked for
+        self._explain_pool: ThreadPoolExecutor | None = None
+        self.resumed_from: int | None = None  # the first frame a resumed run analysed
 
     @property
     def tracker(self):
         return self.stream.tracker
 
     # -- stages ----------------------------------------------------------------------
-    def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event) -> None:
+    def _reader(self, source: FrameSource, frames: queue.Queue, stop: threading.Event, skip: int = 0) -> None:
         cuts = ShotCutDetector() if self.config.cuts else None
         try:
             index = 0
@@ -125,6 +156,9 @@ class VideoAnalyzer:
                 self.times["decode"] += time.perf_counter() - start
                 if frame is None:
                     break
+                if index < skip:  # done by the run this one resumes
+                    index += 1
+                    continue
                 start = time.perf_counter()
                 cut = cuts.update(frame) if cuts is not None else False
                 self.times["cuts"] += time.perf_counter() - start
@@ -193,7 +227,31 @@ class VideoAnalyzer:
             self.times["crop"] += time.perf_counter() - start
             per_frame.append(live)
         stack = np.stack(crops) if crops else np.zeros((0, self.client.face_size, self.client.face_size, 1), np.uint8)
-        return _Chunk(batch, per_frame, stack, self.client.predict_async(stack) if len(stack) else None)
+        chunk = _Chunk(batch, per_frame, stack, self.client.predict_async(stack) if len(stack) else None)
+        self._ask_for_explanations(chunk)
+        return chunk
+
+    def _ask_for_explanations(self, chunk: _Chunk) -> None:
+        """Asks for the maps of each track whose explanation will be older than ``explain_every`` frames
+        at its latest frame in ``chunk``, on that frame's crop. The request runs beside the next frames'
+        detection (the main thread collects it in :meth:`_refresh_heatmaps`): waiting for it here kept the
+        main thread, the pipeline's slowest stage, idle for 9-12 ms a frame."""
+        if self.explainer is None:
+            return
+        latest: dict[int, tuple[Track, int, int, Face]] = {}
+        row = 0
+        for (index, _), faces in zip(chunk.frames, chunk.faces):
+            for track, face in faces:
+                latest[track.track_id] = (track, index, row, face)
+                row += 1
+        every = self.config.explain_every
+        # A track asked for in a chunk still in flight is not stale again until explain_every frames later.
+        chunk.stale = [e for e in latest.values() if self.stream.stale(e[0], e[1])
+                       and e[1] - self._explanation_asked.get(e[0].track_id, -every) >= every]
+        if chunk.stale:
+            for track, index, _, _ in chunk.stale:
+                self._explanation_asked[track.track_id] = index
+            chunk.maps = self._explain_pool.submit(self.explainer, chunk.crops[[r for _, _, r, _ in chunk.stale]])
 
     def _finish(self, chunk: _Chunk, source: FrameSource) -> list[tuple[FrameResult, np.ndarray]]:
         start = time.perf_counter()
@@ -222,21 +280,14 @@ class VideoAnalyzer:
         return results
 
     def _refresh_heatmaps(self, chunk: _Chunk, probabilities: np.ndarray) -> None:
-        """Explains each track whose heatmap is older than ``explain_every`` frames, on its latest crop here."""
-        if self.explainer is None:
-            return
-        latest: dict[int, tuple[Track, int, int, Face]] = {}
-        row = 0
-        for (index, _), faces in zip(chunk.frames, chunk.faces):
-            for track, face in faces:
-                latest[track.track_id] = (track, index, row, face)
-                row += 1
-        stale = [entry for entry in latest.values() if self.stream.stale(entry[0], entry[1])]
-        if not stale:
+        """Gives each track asked for in ``chunk`` its new explanation (for the class classified on the crop
+        it explains), before the chunk's frames are drawn."""
+        if chunk.maps is None:
             return
         start = time.perf_counter()
+        stale = chunk.stale
         rows = [r for _, _, r, _ in stale]
-        maps = self.explainer(chunk.crops[rows])
+        maps = chunk.maps.result()
         explained = explain_faces(self.config.explain, maps, probabilities[rows].argmax(-1),
                                   [face for _, _, _, face in stale], self.client.face_size, self.framing)
         for (track, index, _, _), explanation in zip(stale, explained):
@@ -245,8 +296,14 @@ class VideoAnalyzer:
 
     # -- the run ---------------------------------------------------------------------
     def run(self, source: FrameSource, *, video_out: str | Path | None = None, jsonl: str | Path | None = None,
-            show: bool = False, progress: bool = True, limit: int | None = None) -> dict:
+            show: bool = False, progress: bool = True, limit: int | None = None, resume: bool = False) -> dict:
         """Analyses every frame of ``source``.
+
+        Where the model server cannot classify a group of frames within the client's retries (it stayed
+        down), those frames are written to ``jsonl`` marked ``"classified": false`` with the reason, and
+        :class:`ServerLost` stops the run; ``resume=True`` later keeps the frames ``jsonl`` holds in order
+        and classified (:func:`resume_point`), drops the rest of the file, and analyses the source from the
+        next frame (as the first frame of a shot: detected afresh, tracks numbered on).
 
         Args:
             source: frames to analyse.
@@ -255,6 +312,7 @@ class VideoAnalyzer:
             show: display frames in a window when a display exists.
             progress: show a progress bar with frames per second.
             limit: stop after this many frames.
+            resume: go on from where an earlier run's ``jsonl`` stopped (``video_out`` gets the rest only).
 
         Returns:
             the run summary (see :meth:`summary`).
@@ -263,21 +321,37 @@ class VideoAnalyzer:
         frames: queue.Queue = queue.Queue(cfg.queue_size)
         out: queue.Queue = queue.Queue(cfg.queue_size)
         stop = threading.Event()
+        skip = 0
+        if resume:
+            if not jsonl:
+                raise ValueError("resume needs the JSON-lines file of the run to go on from")
+            skip, last_track = resume_point(jsonl)
+            kept = Path(jsonl).read_text().splitlines()[:skip] if skip else []
+            Path(jsonl).write_text("".join(line + "\n" for line in kept))
+            self.stream.tracker.number_after(last_track)
+            self._last_cut = skip
+            self.resumed_from = skip
         sink = VideoSink(video_out, source.fps) if video_out else None
-        log = open(jsonl, "w") if jsonl else None
-        reader = threading.Thread(target=self._reader, args=(source, frames, stop), daemon=True, name="reader")
+        log = open(jsonl, "a" if resume else "w") if jsonl else None
+        reader = threading.Thread(target=self._reader, args=(source, frames, stop, skip), daemon=True, name="reader")
         writer = threading.Thread(target=self._writer, args=(out, sink, show, stop), daemon=True, name="writer")
         reader.start()
         writer.start()
         bar = tqdm(total=min(source.count or limit or 0, limit or 10**12) or None, unit="frame", disable=not progress,
                    desc=source.name)
         inflight: deque[_Chunk] = deque()
+        self._explain_pool = ThreadPoolExecutor(1, thread_name_prefix="explain")
         done_frames, faces_seen, started = 0, 0, time.perf_counter()
 
         def drain(keep: int) -> None:
             nonlocal done_frames, faces_seen
             while len(inflight) > keep:
-                for result, canvas in self._finish(inflight.popleft(), source):
+                chunk = inflight.popleft()
+                try:
+                    analysed = self._finish(chunk, source)
+                except ClientError as err:
+                    raise self._server_lost(chunk, source, log, err) from err
+                for result, canvas in analysed:
                     if log:
                         log.write(json.dumps(result.to_json(self.classes, self.framing)) + "\n")
                         log.flush()
@@ -326,6 +400,7 @@ class VideoAnalyzer:
             drain(0)
         finally:
             stop.set()
+            self._explain_pool.shutdown(wait=False, cancel_futures=True)
             while reader.is_alive():  # unblock a reader waiting on a full queue
                 try:
                     frames.get_nowait()
@@ -343,6 +418,18 @@ class VideoAnalyzer:
             bar.close()
         elapsed = time.perf_counter() - started
         return self.summary(source, done_frames, faces_seen, elapsed)
+
+    def _server_lost(self, chunk: _Chunk, source: FrameSource, log, err: ClientError) -> ServerLost:
+        """Marks ``chunk``'s frames as not classified in the JSON lines; the error that stops the run."""
+        first = chunk.frames[0][0]
+        if log:
+            for index, _ in chunk.frames:
+                log.write(json.dumps({"frame": index, "time": round(source.time_of(index), 4), "classified": False,
+                                      "error": str(err), "faces": []}) + "\n")
+            log.flush()
+        return ServerLost(f"{err}; the frames from {first} on are not classified (frames.jsonl marks frames "
+                          f"{first}-{chunk.frames[-1][0]} \"classified\": false); once the server is back, the same "
+                          "command with --resume goes on from there")
 
     def summary(self, source: FrameSource, frames: int, faces: int, elapsed: float) -> dict:
         tracks = {}
@@ -364,6 +451,7 @@ class VideoAnalyzer:
             "detect_ms_per_frame": {k: round(1000 * v / max(frames, 1), 2)
                                     for k, v in getattr(self.detector, "seconds", {}).items()},
             "frames_expected": source.count, "unreadable_frames": list(source.skipped),
+            "resumed_from": self.resumed_from,
             "classes": list(self.classes), "cuts": list(self.cuts),
             "tracks": tracks,
             "explanation_regions": {

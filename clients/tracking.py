@@ -139,6 +139,10 @@ class IoUTracker:
         self.all_tracks: dict[int, Track] = {}  # every track ever started, ended ones included
         self._next_id = 1
 
+    def number_after(self, last_id: int) -> None:
+        """New tracks are numbered from ``last_id + 1`` (a resumed run keeps its earlier tracks' numbers)."""
+        self._next_id = max(self._next_id, last_id + 1)
+
     def update(self, faces: list[Face], frame: int = 0, appearances: list[np.ndarray] | None = None) -> list[Track]:
         """Matches the detections of ``frame`` (with their :func:`appearance` signatures, optionally)
         and returns the live tracks."""

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--show", action="store_true", help="show frames in a window when a display exists (camera: default)"
     )
     o.add_argument("--limit", type=int, default=None, help="stop after this many frames")
+    o.add_argument("--resume", action="store_true",
+                   help="go on with a run that stopped early (a model server that stayed down, an interruption): "
+                        "keep the frames its frames.jsonl holds in order and classified, analyse the rest; the "
+                        "annotated video of the rest goes to annotated.from-<frame>.mp4")
     o.add_argument("--track-plots", action="store_true",
                    help="also write one timeline_track<N>.png per face track (summary.png always shows the main ones)")
     o.add_argument("--verbose", action="store_true", help="show TensorFlow's native log lines")
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--tls-cert and --tls-key go together")
     if args.backend == "litert" and (not args.model_file or args.server or args.model_base_path):
         build_parser().error("--backend litert needs --model-file FILE.tflite, and no --server or --model-base-path")
+    if args.resume and args.camera is not None:
+        build_parser().error("--resume goes on with a video file or an image folder, not a camera")
     if args.model_file and args.backend != "litert":
         build_parser().error("--model-file goes with --backend litert")
     for flag in ("tls_ca", "tls_cert", "tls_key"):
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with native_stderr_to_file(not args.verbose):
         load_tensorflow_quietly(False)
-        from clients.analyzer import SinkError, VideoAnalyzer, plot_timelines, plot_video_summary
+        from clients.analyzer import SinkError, VideoAnalyzer, plot_timelines, plot_video_summary, resume_point
         from clients.client import ClientError, EmotionClient, tls_credentials
         from clients.sources import SourceError, open_source
         from serving.local.embedded import start_embedded_server
@@ -193,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             analyzer = VideoAnalyzer(client, config, explainer=explainer)
         out_dir = Path(args.out_dir or Path("runs") / "video" / source.name)
         out_dir.mkdir(parents=True, exist_ok=True)
-        video = None if args.no_video else (args.out or out_dir / "annotated.mp4")
         jsonl = args.json or out_dir / "frames.jsonl"
+        first = resume_point(jsonl)[0] if args.resume else 0
+        video = None if args.no_video else (args.out or out_dir / (f"annotated.from-{first}.mp4" if first
+                                                                   else "annotated.mp4"))
         show = args.show or (args.camera is not None and bool(os.environ.get("DISPLAY")))
-        summary = analyzer.run(source, video_out=video, jsonl=jsonl, show=show, limit=args.limit)
+        summary = analyzer.run(source, video_out=video, jsonl=jsonl, show=show, limit=args.limit, resume=args.resume)
         summary.update(video=str(video) if video else None, jsonl=str(jsonl), server=address)
         tracks = list(analyzer.tracker.all_tracks.values())
         summary["figure"] = str(
@@ -219,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = summary["unreadable_frames"]
         shown = ", ".join(bad[:5]) + (f" ... {bad[-1]}" if len(bad) > 5 else "")
         print(f"warning: {len(bad)} unreadable frame(s) skipped ({shown}); summary.json lists them", file=sys.stderr)
+    if summary.get("resumed_from"):
+        print(f"resumed at frame {summary['resumed_from']} (the frames before it kept from the earlier run)")
     print(f"{summary['frames']} frames, {len(summary['cuts'])} cuts, {len(summary['tracks'])} face tracks, "
           f"{summary['faces_classified']} faces, {summary['frames_per_second']} frames/s -> {out_dir}")
     return 0

@@ -290,21 +290,42 @@ class FaceVerifier:
             raise ValueError(f"verifier threshold must be in (0, 1); got {threshold}")
         self.threshold = threshold
         self._net = None
+        self._lock = threading.Lock()
 
     def _model(self):
+        """O-Net as a LiteRT interpreter of its own: converted from the ``mtcnn`` package's Keras O-Net
+        once per process (about 0.6 s). Called as a TensorFlow graph it cost 5-7 ms a call on this
+        2-core CPU and waited behind any other TensorFlow work of the process (the embedded model server's
+        classification); the interpreter takes 1.7 ms and keeps its own threads."""
         if self._net is None:
             import tensorflow as tf
             from mtcnn.network.onet import ONet
             from mtcnn.utils.tensorflow import load_weights
 
+            from fer_keras.quiet import native_stderr_to_file
+
             net = ONet()
             net.build()
             net.set_weights(load_weights("onet.lz4"))
-            # One traced graph for any number of patches: the eager Keras call cost ~20 ms a call here, most
-            # of a verified detection's time; the graph about 5 ms (profiled beside a training run).
-            self._net = tf.function(lambda x: net(x, training=False)[2],
-                                    input_signature=[tf.TensorSpec([None, self.PATCH, self.PATCH, 3], tf.float32)])
+            graph = tf.function(lambda x: net(x, training=False)[2],
+                                input_signature=[tf.TensorSpec([None, self.PATCH, self.PATCH, 3], tf.float32)])
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
+            with native_stderr_to_file():  # the converter's native notes ("Ignored drop_control_dependency")
+                content = converter.convert()
+            self._net = tflite_interpreter(content=content)
+            self._batch = 0
         return self._net
+
+    def _probabilities(self, patches: np.ndarray) -> np.ndarray:
+        net = self._model()
+        inp, out = net.get_input_details()[0]["index"], net.get_output_details()[0]["index"]
+        if self._batch != len(patches):
+            net.resize_tensor_input(inp, patches.shape)
+            net.allocate_tensors()
+            self._batch = len(patches)
+        net.set_tensor(inp, patches)
+        net.invoke()
+        return net.get_tensor(out).copy()
 
     def patches(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """``[n, 48, 48, 3]`` float32 patches of ``boxes`` (x, y, w, h) in MTCNN's scaling (-1..1);
@@ -322,7 +343,8 @@ class FaceVerifier:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return np.zeros(0, np.float32)
-        probabilities = np.asarray(self._model()(self.patches(image, boxes)))
+        with self._lock:  # one interpreter: one call at a time
+            probabilities = self._probabilities(self.patches(image, boxes))
         return probabilities[:, 1].astype(np.float32)
 
 
@@ -338,8 +360,9 @@ def _blazeface_file(name: str) -> str:
     return path
 
 
-def tflite_interpreter(path: str, threads: int = 2):
-    """LiteRT's interpreter where installed, else TensorFlow's (deprecated there, still in TF 2.21)."""
+def tflite_interpreter(path: str | None = None, threads: int = 2, content: bytes | None = None):
+    """LiteRT's interpreter of a model file (or the model's bytes, ``content``) where LiteRT is installed,
+    else TensorFlow's (deprecated there, still in TF 2.21)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -349,8 +372,8 @@ def tflite_interpreter(path: str, threads: int = 2):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=path, num_threads=threads)
-    return Interpreter(model_path=path, num_threads=threads)
+            return tf.lite.Interpreter(model_path=path, model_content=content, num_threads=threads)
+    return Interpreter(model_path=path, model_content=content, num_threads=threads)
 
 
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:

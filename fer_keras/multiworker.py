@@ -208,6 +208,7 @@ class Watch:
         self._changed = threading.Condition(self._lock)
         self._finished = False
         self._dying = False
+        self._why = ""
         self._distribution = None
 
     # -- forming the cluster -------------------------------------------------------------------
@@ -335,7 +336,13 @@ class Watch:
                 if not (peer.said_bye or self._finished):
                     self._lost(peer, "closed its connection")
                 return
-            message = json.loads(line)
+            try:
+                message = _message(line)
+            except ValueError as err:
+                # A reader thread that died here would leave the peer looking silent, and be named for it.
+                self._lost(peer, f"sent a message this process cannot read ({err}: {line.strip()[:120]!r}; is every "
+                           "process running the same fer-keras version?)")
+                return
             with self._changed:
                 peer.last_seen = time.monotonic()
                 op = message.get("op")
@@ -369,10 +376,11 @@ class Watch:
 
     def _die(self, why: str) -> None:
         """Tells every other process why, then ``on_lost(why)`` (once)."""
-        with self._lock:
+        with self._changed:
             if self._dying:
                 return
-            self._dying = True
+            self._dying, self._why = True, why
+            self._changed.notify_all()  # an agree() waiting on the others stops with this reason
         for peer in list(self._peers.values()):
             self._tell(peer, {"op": "fail", "why": why, "relayed": True})
         self.on_lost(why)
@@ -386,13 +394,22 @@ class Watch:
 
     def agree(self, what: str, value, hint: str = "") -> None:
         """Every process passes its ``value``; all go on if they are equal, else every process raises
-        one :class:`ClusterError` naming the processes' values (and ``hint``). Also a barrier."""
+        one :class:`ClusterError` naming the processes' values (and ``hint``). Also a barrier, bounded by
+        ``join_timeout``: a process that has not reached it by then (or one that failed meanwhile) is named
+        in one :class:`ClusterError` on every process, instead of a wait for ever."""
         c = self.cluster
         if c.num_processes == 1:
             return
         if c.is_chief:
             with self._changed:
-                self._changed.wait_for(lambda: all(what in p.agreed for p in self._peers.values()))
+                late = self._wait_for(lambda: [i for i, p in self._peers.items() if what not in p.agreed])
+                if late:
+                    why = (f"multi-worker: process{'es' if len(late) > 1 else ''} {', '.join(map(str, late))} did not "
+                           f"reach {what} within {self.join_timeout:.0f} s of process 0 (FER_KERAS_CLUSTER_TIMEOUT); "
+                           "restart every process with --resume")
+                    for peer in self._peers.values():
+                        self._tell(peer, {"op": "agreed", "what": what, "why": why})
+                    raise ClusterError(why)
                 values = {0: value, **{i: p.agreed.pop(what)["value"] for i, p in self._peers.items()}}
             mine = json.dumps(value, sort_keys=True)
             differ = [i for i, v in values.items() if json.dumps(v, sort_keys=True) != mine]
@@ -407,10 +424,21 @@ class Watch:
             peer = self._peers[0]
             self._tell(peer, {"op": "agree", "what": what, "value": value})
             with self._changed:
-                self._changed.wait_for(lambda: what in peer.agreed)
+                if self._wait_for(lambda: [] if what in peer.agreed else [0]):
+                    raise ClusterError(f"multi-worker: process 0 did not answer on {what} within "
+                                       f"{self.join_timeout:.0f} s (FER_KERAS_CLUSTER_TIMEOUT); restart every process "
+                                       "with --resume")
                 why = peer.agreed.pop(what)["why"]
         if why:
             raise ClusterError(why)
+
+    def _wait_for(self, missing) -> list[int]:
+        """Waits (holding ``_changed``) until ``missing()`` is empty, at most ``join_timeout``; returns who is
+        still missing. Raises :class:`ClusterError` with the reason if this process is stopping meanwhile."""
+        self._changed.wait_for(lambda: self._dying or not missing(), timeout=self.join_timeout)
+        if self._dying:
+            raise ClusterError(self._why or "multi-worker: another process failed")
+        return missing()
 
     def abort(self, why: str) -> None:
         """This process failed on its own (``why``): tells the others, which stop naming it."""
@@ -464,6 +492,18 @@ class Watch:
 
 
 _joined: Watch | None = None
+
+
+def _message(line: str) -> dict:
+    """One message of the watch's channel: a JSON object with an ``op`` (and, by op, ``what``/``why``)."""
+    message = json.loads(line)  # ValueError where it is not JSON
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise ValueError("not a message object with an op")
+    needs = {"agree": ("what", "value"), "agreed": ("what", "why"), "fail": ("why",)}.get(message["op"], ())
+    lacking = [k for k in needs if k not in message]
+    if lacking:
+        raise ValueError(f"a {message['op']} message without {', '.join(lacking)}")
+    return message
 
 
 def _print_and_exit(why: str) -> None:

@@ -192,6 +192,35 @@ def test_a_silent_process_is_named_after_the_bound():
     assert lost[0].messages[0].startswith("multi-worker: process 1 sent nothing for 1 s (FER_KERAS_WORKER_TIMEOUT)")
 
 
+def test_an_unreadable_message_stops_the_others_naming_its_sender():
+    watches, lost = _watches(2)
+    assert _meet_all(watches) == {}
+    watches[1]._peers[0].sock.sendall(b'{"op": "agree"}\n')  # no what, no value: another version's message
+    assert lost[0].event.wait(10)
+    assert lost[0].messages[0].startswith("multi-worker: process 1 sent a message this process cannot read "
+                                          "(a agree message without what, value")
+
+
+def test_an_agreement_a_process_never_reaches_is_named_within_the_bound():
+    watches, _ = _watches(3, join_timeout=2.0)
+    assert _meet_all(watches) == {}
+    began = time.monotonic()
+    results = _in_threads(watches[:2], lambda w: w.agree("the data", {"train": 10}))  # process 2 is stuck
+    assert time.monotonic() - began < 10
+    assert str(results[0]).startswith("multi-worker: process 2 did not reach the data within 2 s of process 0")
+    assert str(results[1]) == str(results[0])  # process 0 tells the others why
+
+
+def test_a_failure_during_an_agreement_ends_the_wait_with_its_reason():
+    watches, lost = _watches(2, join_timeout=30.0)
+    assert _meet_all(watches) == {}
+    threading.Timer(0.5, lambda: watches[1].abort("multi-worker: process 1 ran out of disk")).start()
+    began = time.monotonic()
+    with pytest.raises(ClusterError, match="process 1 ran out of disk"):
+        watches[0].agree("the end of training", 3)
+    assert time.monotonic() - began < 10 and lost[0].messages
+
+
 # -- two real processes ---------------------------------------------------------------------------
 
 COMMON = ["--width", "0.0625", "--image-size", "32", "--synthetic-per-class", "200", "--batch-size", "32",

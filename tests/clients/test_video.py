@@ -219,6 +219,64 @@ def test_a_crash_keeps_every_frame_already_written(server, video, tmp_path):
     assert [r["frame"] for r in records] == [0, 1, 2, 3]
 
 
+def test_a_server_that_stays_down_marks_its_frames_and_resume_finishes_the_video(server, exported, tmp_path,
+                                                                                   monkeypatch, capsys):
+    from serving.config import single_model_config
+    from serving.local.server import LocalServer
+
+    video, out = write_video(tmp_path / "long.mp4", frames=40), tmp_path / "out"
+    calls, predict_async = [], EmotionClient.predict_async
+
+    def server_gone_at_the_third_call(self, faces):
+        calls.append(len(faces))
+        if len(calls) == 3:
+            server.stop(grace=0)  # gone for longer than the client's retries
+        return predict_async(self, faces)
+
+    monkeypatch.setattr(EmotionClient, "predict_async", server_gone_at_the_third_call)
+    flags = ["--out-dir", str(out), "--batch-frames", "4", "--max-in-flight", "1", "--explain", "none",
+             "--detector", "haar", "--retries", "1", "--timeout", "2"]
+    assert video_main([str(video), "--server", server.address, *flags]) == 2
+    error = capsys.readouterr().err
+    (line,) = [line for line in error.splitlines() if "error: " in line and "Serving" in line]  # one error
+    assert "unreachable" in line and "the frames from 8 on are not classified" in line and "--resume" in line
+    records = _records(out)
+    assert [r["frame"] for r in records] == list(range(12))  # two groups classified, the third marked
+    assert all(r.get("classified", True) and r["faces"] for r in records[:8])
+    assert all(r["classified"] is False and "unreachable" in r["error"] and not r["faces"] for r in records[8:])
+    tracks_before = {f["track"] for r in records[:8] for f in r["faces"]}
+
+    monkeypatch.setattr(EmotionClient, "predict_async", predict_async)
+    back = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0.2).start()
+    try:
+        assert back.registry.wait_until_available("gimefive", 60)
+        assert video_main([str(video), "--server", back.address, *flags, "--resume"]) == 0
+    finally:
+        back.stop(grace=0.5)
+    assert "resumed at frame 8" in capsys.readouterr().out
+    records = _records(out)
+    assert [r["frame"] for r in records] == list(range(40))  # every frame once, in order, none redone twice
+    assert all(r.get("classified", True) and r["faces"] for r in records)
+    assert min(f["track"] for r in records[8:] for f in r["faces"]) > max(tracks_before)  # numbered on
+    assert _frames(out / "annotated.from-8.mp4") == 32
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] == 8
+
+
+def test_resume_keeps_the_classified_frames_in_order_and_drops_the_rest(tmp_path):
+    from clients.analyzer import resume_point
+
+    jsonl = tmp_path / "frames.jsonl"
+    assert resume_point(jsonl) == (0, 0)
+    rows = [{"frame": 0, "faces": [{"track": 2}]}, {"frame": 1, "faces": [{"track": 5}]},
+            {"frame": 2, "classified": False, "faces": []}, {"frame": 3, "faces": [{"track": 9}]}]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert resume_point(jsonl) == (2, 5)
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]) + '{"frame": 2, "fa')  # cut short by a crash
+    assert resume_point(jsonl) == (2, 5)
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[3]]))  # a frame missing: stop there
+    assert resume_point(jsonl) == (1, 2)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="at least 1"):
         AnalyzerConfig(detect_every=0)

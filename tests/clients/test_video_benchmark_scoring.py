@@ -108,3 +108,32 @@ def test_blazeface_options_with_another_detector_are_one_clear_error(capsys):
     assert main(["--detector", "mtcnn", "--verify-box-only", "--no-verify"]) == 2
     err = capsys.readouterr().err
     assert "--no-verify, --verify-box-only change BlazeFace" in err and "--detector mtcnn" in err
+
+
+def test_the_crop_cost_interval_resamples_whole_faces_and_runs_pool(tmp_path, capsys):
+    import json
+
+    from benchmarks.video_benchmark import crop_cost_interval, main
+
+    # 100 faces of 10 frames each: 20 right on their own image and wrong in the video, the rest agreeing.
+    faces = [[0, 10, 10]] * 20 + [[10, 10, 10]] * 50 + [[0, 0, 10]] * 30
+    low, high = crop_cost_interval(faces)
+    assert low < 20 < high and 10 < low and high < 30  # the cost is 20 points; faces, not frames, are the sample
+    frames_as_faces = [[0, 1, 1]] * 200 + [[1, 1, 1]] * 500 + [[0, 0, 1]] * 300  # the same counts, 10x the faces
+    narrow = crop_cost_interval(frames_as_faces)
+    assert narrow[1] - narrow[0] < (high - low) / 2
+    for name, rows in (("a", faces[:50]), ("b", faces[50:])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "benchmark.json").write_text(json.dumps({"faces_paired": rows}))
+    assert main(["--pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    said = capsys.readouterr().out
+    assert "2 runs, 100 faces, 1000 found instances" in said and "the crops cost 20.0 points" in said
+
+
+def test_soak_latency_per_minute():
+    from benchmarks.soak import per_minute
+
+    done = [(5.0, 10.0), (30.0, 20.0), (59.9, 30.0), (61.0, 100.0), (130.0, 7.0)]
+    rows = per_minute(done)
+    assert [r["minute"] for r in rows] == [1, 2, 3] and [r["requests"] for r in rows] == [3, 1, 1]
+    assert rows[0]["p50_ms"] == 20.0 and rows[1]["p99_ms"] == 100.0
