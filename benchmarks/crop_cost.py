@@ -69,11 +69,12 @@ def _shifted(face, dx: float, dy: float):
 
 
 def crops_of_video(video: Path, truth: list[list[dict]], fer2013: Path, every: int, size: int,
-                   scales: tuple[float, ...]) -> tuple[dict[str, list[np.ndarray]], list[int]]:
-    """Every kind of crop of each found face in every ``every``-th frame, and its true label."""
+                   scales: tuple[float, ...]) -> tuple[dict[str, list[np.ndarray]], list[int], list[dict]]:
+    """Every kind of crop of each found face in every ``every``-th frame, its true label and its size cues."""
+    from clients.sources import open_source
     from clients.tracking import iou
     from fer_keras.data.faces import _resize
-    from fer_keras.detection import BlazeFaceDetector, to_rgb
+    from fer_keras.detection import BlazeFaceDetector
     from fer_keras.explain.analysis import Framing
 
     detector, framing, box_framing = BlazeFaceDetector(), Framing(), Framing(align=False)
@@ -83,14 +84,8 @@ def crops_of_video(video: Path, truth: list[list[dict]], fer2013: Path, every: i
     labels: list[int] = []
     cues: list[dict[str, float]] = []
     own_cache: dict[str, np.ndarray] = {}
-    capture = cv2.VideoCapture(str(video))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for index, rgb in enumerate(open_source(str(video)).frames):
         if index % every == 0 and truth[index]:
-            rgb = to_rgb(frame)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             faces = detector.detect(rgb)
             used: set[int] = set()
@@ -115,8 +110,6 @@ def crops_of_video(video: Path, truth: list[list[dict]], fer2013: Path, every: i
                     kinds[f"keypoints x {s:g}"].append(framing.crop(rgb, _scaled(face, s), size)[..., 0])
                 labels.append(g["label"])
                 cues.append(_scale_cues(face, w))
-        index += 1
-    capture.release()
     return kinds, labels, cues
 
 

@@ -2,8 +2,9 @@
 
 Builds (or takes) a labelled one-minute video, starts the local model server as its own process on a
 fixed port, and runs ``python -m clients.video`` against it while a chaos loop here SIGKILLs the server
-every ``--kill-every`` seconds and starts it again after ``--down`` seconds (the supervisor: a restart
-loop in this script, as a container runtime's restart policy would). Once, at ``--long-outage-at``
+``--kill-every`` seconds after each time it serves again and starts it again after ``--down`` seconds (the
+supervisor: a restart loop in this script, as a container runtime's restart policy would; a start takes
+the server 5-15 s here, so it serves about half the time). Once, at ``--long-outage-at``
 seconds, the server stays down for ``--long-outage`` seconds, longer than the client's retry budget
 (``--retries`` with backoff doubling from 0.2 s to 5 s): the client must then stop with one error and
 exit 2, keeping every frame it wrote, the frames it could not classify marked; the script brings the
@@ -53,6 +54,20 @@ class Supervised:
                                           "--model_name", "gimefive", "--model_base_path", self.base,
                                           "--rest_api_port", "0"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
+    def wait_serving(self, stop: threading.Event, timeout: float = 180.0) -> float:
+        """Waits until the model is AVAILABLE (seconds waited)."""
+        from benchmarks.soak import model_status
+
+        began = time.monotonic()
+        while not stop.is_set() and time.monotonic() - began < timeout:
+            try:
+                if "AVAILABLE" in model_status(f"127.0.0.1:{self.port}"):
+                    break
+            except Exception:  # not up yet: refused, or the model not known yet
+                pass
+            stop.wait(0.25)
+        return time.monotonic() - began
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -67,22 +82,27 @@ class Supervised:
 
 def chaos(server: Supervised, stop: threading.Event, every: float, down: float, outage_at: float,
           outage: float, events: list[str]) -> None:
-    """Kills the server every ``every`` s, restarting it ``down`` s later; once stays down ``outage`` s."""
+    """Kills the server ``every`` s after it serves again, restarting it ``down`` s later; once (the first
+    kill from ``outage_at`` s on) it stays down ``outage`` s."""
     began = time.monotonic()
     outage_done = outage <= 0
-    while not stop.wait(every):
+    while not stop.is_set():
+        ready = server.wait_serving(stop)
+        if stop.wait(every):
+            break
         server.kill()
         gap = down
         if not outage_done and time.monotonic() - began >= outage_at:
             gap, outage_done = outage, True
-        events.append(f"{time.monotonic() - began:6.1f} s: SIGKILL, down {gap:.0f} s")
+        events.append(f"{time.monotonic() - began:6.1f} s: SIGKILL after {every:.0f} s of service (it had taken "
+                      f"{ready:.1f} s to serve), down {gap:.0f} s")
         if stop.wait(gap):
             break
         server.start()
 
 
 def check(jsonl: Path, frames: int) -> dict:
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     order = [r["frame"] for r in records]
     return {"records": len(records), "in_order_once": order == list(range(len(records))),
             "not_classified": sum(r.get("classified") is False for r in records), "expected": frames}
@@ -93,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fer2013", default=str(DEFAULT_FER2013), help="FER2013 Kaggle folders (the video's faces)")
     p.add_argument("--video", default=None, help="a video to analyse instead of building one")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the built video")
-    p.add_argument("--kill-every", type=float, default=10.0, help="seconds between SIGKILLs")
+    p.add_argument("--kill-every", type=float, default=10.0, help="seconds of service between SIGKILLs")
     p.add_argument("--down", type=float, default=2.0, help="seconds the server stays down after a kill")
     p.add_argument("--long-outage-at", type=float, default=25.0, help="when the long outage starts (s)")
-    p.add_argument("--long-outage", type=float, default=45.0, help="its length (s; 0: none)")
-    p.add_argument("--retries", type=int, default=6, help="the video client's --retries (6: 11.2 s of backoff)")
+    p.add_argument("--long-outage", type=float, default=60.0, help="its length (s; 0: none)")
+    p.add_argument("--retries", type=int, default=10,
+                   help="the video client's --retries (its default, 10: 31 s of backoff)")
     p.add_argument("--out", default="runs/video-chaos", help="video, server log and the client's outputs")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -126,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
           f"one outage of {args.long_outage:.0f} s at {args.long_outage_at:.0f} s; client --retries {args.retries}")
     runs = []
     try:
-        time.sleep(8)  # the first start: the client also waits (its connect timeout), this only evens the clock
         loop = threading.Thread(target=chaos, args=(server, stop, args.kill_every, args.down, args.long_outage_at,
                                                     args.long_outage, events), daemon=True)
         loop.start()
@@ -134,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             began = time.monotonic()
             run = subprocess.run(command + (["--resume"] if attempt else []), cwd=REPO, capture_output=True,
                                  text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-            message = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+            message = [line for line in run.stderr.splitlines() if line.startswith("error:")] or (
+                run.stderr.strip().splitlines()[-1:] if run.returncode else [])
             summary = [line for line in run.stdout.splitlines() if line.strip()]
             runs.append({"exit": run.returncode, "seconds": round(time.monotonic() - began, 1),
                          "error": message[-1] if message else None, "said": summary[-2:], **check(

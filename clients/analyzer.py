@@ -234,8 +234,8 @@ class VideoAnalyzer:
     def _ask_for_explanations(self, chunk: _Chunk) -> None:
         """Asks for the maps of each track whose explanation will be older than ``explain_every`` frames
         at its latest frame in ``chunk``, on that frame's crop. The request runs beside the next frames'
-        detection (the main thread collects it in :meth:`_refresh_heatmaps`): waiting for it here kept the
-        main thread, the pipeline's slowest stage, idle for 9-12 ms a frame."""
+        detection (the main thread collects it in :meth:`_refresh_heatmaps`): waiting for the maps on the main
+        thread, the pipeline's slowest stage, cost it 9-12 ms a frame on a 2-core CPU (BENCHMARKS.md)."""
         if self.explainer is None:
             return
         latest: dict[int, tuple[Track, int, int, Face]] = {}
@@ -427,7 +427,8 @@ class VideoAnalyzer:
                 log.write(json.dumps({"frame": index, "time": round(source.time_of(index), 4), "classified": False,
                                       "error": str(err), "faces": []}) + "\n")
             log.flush()
-        return ServerLost(f"{err}; the frames from {first} on are not classified (frames.jsonl marks frames "
+        name = Path(log.name).name if log else "the JSON lines"
+        return ServerLost(f"{err}; the frames from {first} on are not classified ({name} marks frames "
                           f"{first}-{chunk.frames[-1][0]} \"classified\": false); once the server is back, the same "
                           "command with --resume goes on from there")
 

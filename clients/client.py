@@ -206,7 +206,9 @@ class EmotionClient:
         try:
             response = self._models.GetModelStatus(request, timeout=self.timeout)
         except grpc.RpcError as err:
-            return False, f"model status: {err.details()}"
+            # A server gone again between the NOT_FOUND and this look (killed while it loaded) comes back
+            # loading: worth repeating within the retries, as UNAVAILABLE is.
+            return err.code() in RETRYABLE, f"model status: {err.details()}"
         states = get_model_status_pb2.ModelVersionStatus.State
         # AVAILABLE too: the version may have finished loading between the NOT_FOUND and this look.
         coming = (states.START, states.LOADING, states.AVAILABLE)

@@ -424,18 +424,20 @@ class Watch:
             peer = self._peers[0]
             self._tell(peer, {"op": "agree", "what": what, "value": value})
             with self._changed:
-                if self._wait_for(lambda: [] if what in peer.agreed else [0]):
+                # Process 0 answers within its own bound (the values, or who never came): a little grace.
+                if self._wait_for(lambda: [] if what in peer.agreed else [0], grace=10.0):
                     raise ClusterError(f"multi-worker: process 0 did not answer on {what} within "
-                                       f"{self.join_timeout:.0f} s (FER_KERAS_CLUSTER_TIMEOUT); restart every process "
-                                       "with --resume")
+                                       f"{self.join_timeout + 10:.0f} s (FER_KERAS_CLUSTER_TIMEOUT + 10 s); restart "
+                                       "every process with --resume")
                 why = peer.agreed.pop(what)["why"]
         if why:
             raise ClusterError(why)
 
-    def _wait_for(self, missing) -> list[int]:
-        """Waits (holding ``_changed``) until ``missing()`` is empty, at most ``join_timeout``; returns who is
-        still missing. Raises :class:`ClusterError` with the reason if this process is stopping meanwhile."""
-        self._changed.wait_for(lambda: self._dying or not missing(), timeout=self.join_timeout)
+    def _wait_for(self, missing, grace: float = 0.0) -> list[int]:
+        """Waits (holding ``_changed``) until ``missing()`` is empty, at most ``join_timeout`` + ``grace``;
+        returns who is still missing. Raises :class:`ClusterError` with the reason if this process is
+        stopping meanwhile."""
+        self._changed.wait_for(lambda: self._dying or not missing(), timeout=self.join_timeout + grace)
         if self._dying:
             raise ClusterError(self._why or "multi-worker: another process failed")
         return missing()

@@ -151,6 +151,17 @@ def test_predict_waits_for_a_restarted_server_still_loading_its_model(exported, 
         second.stop(grace=0.5)
 
 
+def test_not_found_from_a_server_that_is_gone_again_is_worth_repeating(exported):
+    import grpc
+
+    server = LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0).start()
+    client = EmotionClient(server.address, "gimefive", timeout=2)
+    assert not client._worth_retrying(grpc.StatusCode.INVALID_ARGUMENT)
+    server.stop(grace=0)  # killed while it was loading: the look at the model's status is UNAVAILABLE
+    assert client._worth_retrying(grpc.StatusCode.NOT_FOUND)
+    client.close()
+
+
 def test_client_waits_for_a_server_that_starts_late(exported):
     port = _free_port()
     result = {}

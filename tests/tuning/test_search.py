@@ -40,17 +40,17 @@ def test_best_hparams_round_trip_into_training(tmp_path):
 
 def test_an_interrupted_search_continues_and_writes_table_plot_and_best_hparams(tmp_path):
     first = run_search(
-        SearchConfig(data=TINY, max_epochs=3, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0
+        SearchConfig(data=TINY, max_epochs=2, max_trials=1, out_dir=str(tmp_path), project="p"), verbose=0
     )
     assert len(first.rows) == 1
-    again = run_search(SearchConfig(data=TINY, max_epochs=3, out_dir=str(tmp_path), project="p"), verbose=0)
+    again = run_search(SearchConfig(data=TINY, max_epochs=2, out_dir=str(tmp_path), project="p"), verbose=0)
     assert len(again.rows) > 1
     assert first.rows[0]["trial_id"] in {r["trial_id"] for r in again.rows}  # the earlier trial is kept
     # The finished search's reports.
     folder = tmp_path / "p"
     assert (folder / "trials.csv").is_file() and (folder / "objective.png").is_file()
     scores = [r["score"] for r in again.rows if r["score"] is not None]
-    assert len(scores) >= 3 and scores == sorted(scores, reverse=True)
+    assert len(scores) >= 2 and scores == sorted(scores, reverse=True)
     best = json.loads(again.best_path.read_text())
     assert best["score"] == scores[0] and best["hparams"]["model"] == "convnet"
     assert "val_accuracy" in again.table_text()
@@ -103,35 +103,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
-    port = str(_free_port())
-    command = [sys.executable, "-m", "tuning.search", "--max-epochs", "3", "--image-size", "32",
-               "--synthetic-per-class", "15", "--out-dir", str(tmp_path), "--project", "dist", "--verbose", "0"]
-    base = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
-    procs = {name: subprocess.Popen(command, cwd=REPO, env={**base, "KERASTUNER_TUNER_ID": name},
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for name in ("chief", "tuner0", "tuner1")}
-    outputs = {}
-    try:
-        for name, proc in procs.items():
-            outputs[name] = proc.communicate(timeout=400)[0]
-    finally:
-        for proc in procs.values():
-            proc.kill()
-    for name, proc in procs.items():
-        assert proc.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
-    folder = tmp_path / "dist"
-    assert (
-        (folder / "best_hparams.json").is_file()
-        and (folder / "tuner0.json").is_file()
-        and (folder / "tuner1.json").is_file()
-    )
-    assert "best hyperparameters" in outputs["chief"]
-
-
 def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
-    """KerasTuner alone waits for ever for a dead worker's trial; the chief lets it go after
-    --worker-timeout, another worker runs the trial, and every trial is recorded once."""
+    """A chief and two workers search together; KerasTuner alone waits for ever for a dead worker's trial:
+    the chief lets it go after --worker-timeout, the other worker runs the trial, every trial is
+    recorded once, and the chief writes the best hyperparameters (one test for both: each starts three
+    processes)."""
     import csv
     import time
 
@@ -163,6 +139,7 @@ def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
     for name in ("chief", "tuner1"):
         assert procs[name].returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
     assert f"worker tuner0 silent for over 30 s: its trial {killed}" in outputs["chief"]
+    assert "best hyperparameters" in outputs["chief"] and (tmp_path / "dist" / "tuner1.json").is_file()
     with open(tmp_path / "dist" / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))
     ids = [r["trial_id"] for r in rows]
