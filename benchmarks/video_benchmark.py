@@ -281,7 +281,11 @@ def pooled(runs: list[str]) -> int:
     """Prints the crop cost over the found faces of several runs together, with its interval."""
     faces = []
     for run in runs:
-        result = json.loads((Path(run) / "benchmark.json").read_text())
+        path = Path(run) / "benchmark.json"
+        if not path.is_file():
+            print(f"error: {run} holds no benchmark.json (an --out folder of this benchmark)", file=sys.stderr)
+            return 2
+        result = json.loads(path.read_text())
         if "faces_paired" not in result:
             print(f"error: {run} has no per-face record (a run before the crop-cost interval, or a video "
                   "without sources)", file=sys.stderr)

@@ -183,6 +183,25 @@ def test_the_verifier_tells_a_face_from_textures(astronaut):
         FaceVerifier(threshold=1.5)
 
 
+def test_the_verifiers_interpreter_scores_as_mtcnns_own_o_net(astronaut):
+    """O-Net runs as a LiteRT interpreter converted from the mtcnn package's Keras model: the same
+    probabilities, for any number of boxes in a row (the interpreter is resized between calls)."""
+    from mtcnn.network.onet import ONet
+    from mtcnn.utils.tensorflow import load_weights
+
+    from fer_keras.detection import FaceVerifier
+
+    net = ONet()
+    net.build()
+    net.set_weights(load_weights("onet.lz4"))
+    verifier = FaceVerifier()
+    one, three = [(170, 60, 105, 105)], [(170, 60, 105, 105), (0, 0, 50, 50), (300, 300, 90, 120)]
+    for boxes in (one, three, [(10, 10, 60, 60)]):
+        patches = verifier.patches(astronaut, np.array(boxes, float))
+        keras_face = np.asarray(net(patches, training=False)[2])[:, 1]
+        np.testing.assert_allclose(verifier.scores(astronaut, boxes), keras_face, atol=1e-5)
+
+
 def test_blazeface_verified_draws_no_faces_on_textures_where_it_alone_draws_many(astronaut):
     """Face-free frames of every texture kind (seeded): BlazeFace alone draws faces on them; with the
     default O-Net verification it draws (almost) none, and still finds the astronaut."""

@@ -61,6 +61,10 @@ def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_p
     # each refreshed heatmap says where its mass lies on the face (from the keypoints in the crop)
     refreshed = [f for r in records for f in r["faces"] if "explanation" in f]
     assert len(refreshed) >= 3
+    # asked for beside the next frames' detection, with several groups of frames in flight: still once per
+    # --explain-every frames for a track, never twice for one stale map
+    when = [r["frame"] for r in records for f in r["faces"] if "explanation" in f and f["track"] == 1]
+    assert len(when) >= 3 and all(b - a >= 6 for a, b in zip(when, when[1:])), when
     assert all(set(f["explanation"]["regions"]) == {"eyes", "nose", "mouth", "elsewhere"} for f in refreshed)
     assert all(abs(sum(f["explanation"]["regions"].values()) - 1) < 1e-3 for f in refreshed)
     assert all(f["explanation"]["regions_from"] == "keypoints" and f["explanation"]["method"] == "gradact-fused"
