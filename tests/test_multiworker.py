@@ -303,10 +303,10 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     predicted = [as_float32(keras.saving.load_model(run / "best.keras", compile=False)).predict(
         faces.images, verbose=0)["probabilities"].argmax(1) for run in runs.values()]
     assert (predicted[0] == predicted[1]).mean() >= 0.95
-    export = subprocess.run([sys.executable, "-m", "fer_keras.export", str(runs["single"] / "best.keras"), "--base",
-                             str(tmp_path / "models")], capture_output=True, text=True, cwd=REPO, timeout=600,
-                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert export.returncode == 0, export.stderr[-3000:]
+    # The JAX-trained model exports with `python -m fer_keras.export` on TensorFlow (this process's backend).
+    from fer_keras.export import main as export_main
+
+    assert export_main([str(runs["single"] / "best.keras"), "--base", str(tmp_path / "models")]) == 0
     assert (tmp_path / "models" / "gimefive" / "1" / "saved_model.pb").is_file()
 
 

@@ -20,8 +20,8 @@ from tests.serving.conftest import faces
 
 
 @pytest.fixture
-def client(server):
-    with EmotionClient(server.address, "gimefive", max_batch=3, timeout=30) as c:
+def client(shared_server):
+    with EmotionClient(shared_server.address, "gimefive", max_batch=3, timeout=30) as c:
         yield c
 
 
@@ -30,7 +30,7 @@ def test_metadata_gives_the_input_and_the_classes(client):
     assert client.classes == SIX.classes and client.has_gradcam
 
 
-def test_predict_splits_into_batches_and_matches_the_model(client, server, tiny_model, monkeypatch):
+def test_predict_splits_into_batches_and_matches_the_model(client, shared_server, tiny_model, monkeypatch):
     calls = []
     original = client._stub.Predict
 
@@ -71,17 +71,17 @@ def test_gray_and_wrong_shapes(client):
         client.predict(np.zeros((2, 48, 48, 1), np.uint8))
 
 
-def test_clear_errors(server):
+def test_clear_errors(shared_server):
     start = time.monotonic()
     with pytest.raises(ModelNotFound, match="'nope'.*Could not find any versions of model nope"):
-        EmotionClient(server.address, "nope", connect_timeout=30)
+        EmotionClient(shared_server.address, "nope", connect_timeout=30)
     assert time.monotonic() - start < 10  # an unknown model is not waited for
     with pytest.raises(ModelNotFound, match="version 9"):
-        EmotionClient(server.address, "gimefive", version=9, connect_timeout=1)
+        EmotionClient(shared_server.address, "gimefive", version=9, connect_timeout=1)
     with pytest.raises(SignatureMismatch, match="no signature 'nope'"):
-        EmotionClient(server.address, "gimefive", signature="nope")
+        EmotionClient(shared_server.address, "gimefive", signature="nope")
     with pytest.raises(SignatureMismatch, match="one face batch input"):
-        EmotionClient(server.address, "gimefive", signature="labels")
+        EmotionClient(shared_server.address, "gimefive", signature="labels")
 
 
 def _free_port() -> int:

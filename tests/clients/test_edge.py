@@ -24,9 +24,9 @@ def edge_file(tmp_path_factory, tiny_model):
     return export_litert(tiny_model, tmp_path_factory.mktemp("edge") / "tiny.tflite", SIX.classes)
 
 
-def test_the_file_answers_as_the_served_model(server, edge_file):
+def test_the_file_answers_as_the_served_model(shared_server, edge_file):
     faces = np.random.default_rng(1).integers(0, 256, (9, 64, 64, 1)).astype(np.uint8)
-    served = EmotionClient(server.address, "gimefive").predict(faces)
+    served = EmotionClient(shared_server.address, "gimefive").predict(faces)
     with LiteRTClient(edge_file, max_batch=4) as lite:
         local = lite.predict(faces)
         assert lite.classes == tuple(SIX.classes) and lite.face_size == 64
@@ -39,10 +39,10 @@ def test_the_file_answers_as_the_served_model(server, edge_file):
             lite.explain(faces, "gradact-fused")
 
 
-def test_the_video_client_runs_on_the_file_as_on_the_server(server, edge_file, tmp_path):
+def test_the_video_client_runs_on_the_file_as_on_the_server(shared_server, edge_file, tmp_path):
     video = write_video(tmp_path / "clip.mp4", frames=12)
     common = [str(video), "--no-video", "--explain", "none", "--detect-every", "3"]
-    assert video_main(common + ["--server", server.address, "--out-dir", str(tmp_path / "served")]) == 0
+    assert video_main(common + ["--server", shared_server.address, "--out-dir", str(tmp_path / "served")]) == 0
     assert video_main(common + ["--backend", "litert", "--model-file", str(edge_file),
                                 "--out-dir", str(tmp_path / "edge")]) == 0
     read = lambda d: [json.loads(line) for line in (tmp_path / d / "frames.jsonl").read_text().splitlines()]  # noqa: E731
@@ -57,14 +57,14 @@ def test_the_video_client_runs_on_the_file_as_on_the_server(server, edge_file, t
                        "--out-dir", str(tmp_path / "x")]) == 2
 
 
-def test_the_service_answers_from_the_file_as_from_the_server(server, edge_file):
+def test_the_service_answers_from_the_file_as_from_the_server(shared_server, edge_file):
     from clients.service.analyst import Analyst
     from clients.service.app import create_app
     from clients.settings import AnalyzerConfig
 
     photo = encode(skimage.data.astronaut(), quality=90)
     config = AnalyzerConfig(detect_every=2)
-    served = Analyst({"gimefive": EmotionClient(server.address, "gimefive")}, config)
+    served = Analyst({"gimefive": EmotionClient(shared_server.address, "gimefive")}, config)
     with LiteRTClient(edge_file) as lite, running(create_app(served)) as a, \
             running(create_app(Analyst({"tiny": lite}, config))) as b:
         post = lambda url, **params: httpx.post(f"{url}/v1/analyze", params=params, timeout=60,  # noqa: E731

@@ -40,9 +40,9 @@ def _frames(path):
     return n
 
 
-def test_whole_pipeline_writes_video_jsonl_summary_and_plot(server, video, tmp_path):
+def test_whole_pipeline_writes_video_jsonl_summary_and_plot(shared_server, video, tmp_path):
     out = tmp_path / "out"
-    code = video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "4",
+    code = video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--detect-every", "4",
                        "--explain-every", "6", "--batch-frames", "4", "--track-plots"])
     assert code == 0
     assert _frames(out / "annotated.mp4") == 24
@@ -102,10 +102,10 @@ def _records(out):
     return [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
 
 
-def test_tracks_end_at_a_cut_and_the_new_shot_is_searched_at_once(server, tmp_path):
+def test_tracks_end_at_a_cut_and_the_new_shot_is_searched_at_once(shared_server, tmp_path):
     video = write_shots(tmp_path / "cuts.mp4", [(12, 60, 10, (0, 12)), (12, 170, 120, (0, 12))])
     out = tmp_path / "out"
-    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "5",
+    assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--detect-every", "5",
                        "--batch-frames", "4", "--no-video"]) == 0
     records = _records(out)
     summary = json.loads((out / "summary.json").read_text())
@@ -117,19 +117,19 @@ def test_tracks_end_at_a_cut_and_the_new_shot_is_searched_at_once(server, tmp_pa
     assert summary["tracks"]["1"]["last_frame"] == 11 and summary["tracks"]["2"]["first_frame"] == 12
 
 
-def test_a_face_that_leaves_is_not_drawn_after_the_next_detection(server, tmp_path):
+def test_a_face_that_leaves_is_not_drawn_after_the_next_detection(shared_server, tmp_path):
     # The face is there for frames 3-13 of one 24-frame shot. Its sudden arrival and departure on a flat
     # background may count as cuts (then it is searched for at once); either way it is found by frame 5
     # and drawn in no frame after the detection round of frame 15.
     video = write_shots(tmp_path / "leave.mp4", [(24, 60, 10, (3, 14))])
     out = tmp_path / "out"
-    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--detect-every", "5",
+    assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--detect-every", "5",
                        "--explain", "none", "--no-video"]) == 0
     counts = [len(r["faces"]) for r in _records(out)]
     assert counts[:3] == [0] * 3 and counts[5:14] == [1] * 9 and counts[15:] == [0] * 9
 
 
-def test_haar_without_explanations_and_an_image_folder(server, video, tmp_path):
+def test_haar_without_explanations_and_an_image_folder(shared_server, video, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     capture = cv2.VideoCapture(str(video))
@@ -138,22 +138,22 @@ def test_haar_without_explanations_and_an_image_folder(server, video, tmp_path):
         cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
     (folder / "zz_broken.png").write_bytes(b"broken")
     out = tmp_path / "out"
-    assert video_main([str(folder), "--server", server.address, "--out-dir", str(out), "--detector", "haar",
+    assert video_main([str(folder), "--server", shared_server.address, "--out-dir", str(out), "--detector", "haar",
                        "--explain", "none", "--no-video"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 6 and summary["unreadable_frames"] == [str(folder / "zz_broken.png")]
     assert not (out / "annotated.mp4").exists()
 
 
-def test_limit_stops_after_that_many_frames(server, video, tmp_path):
+def test_limit_stops_after_that_many_frames(shared_server, video, tmp_path):
     out = tmp_path / "out"
-    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--limit", "5",
+    assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--limit", "5",
                        "--detector", "haar", "--explain", "none", "--batch-frames", "3"]) == 0
     assert [json.loads(line)["frame"] for line in (out / "frames.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
     assert _frames(out / "annotated.mp4") == 5
 
 
-def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
+def test_unreadable_inputs_give_one_clear_error(shared_server, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video")
     empty = tmp_path / "empty"
@@ -163,13 +163,13 @@ def test_unreadable_inputs_give_one_clear_error(server, tmp_path, capsys):
         (empty, "holds no images"),
         (tmp_path / "missing.mp4", "does not exist"),
     ):
-        assert video_main([str(path), "--server", server.address, "--out-dir", str(tmp_path / "o")]) == 2
+        assert video_main([str(path), "--server", shared_server.address, "--out-dir", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
 
 
 @pytest.mark.timeout(120)
-def test_a_sink_that_fails_stops_the_run_with_one_error_and_keeps_what_was_written(server, video, tmp_path,
+def test_a_sink_that_fails_stops_the_run_with_one_error_and_keeps_what_was_written(shared_server, video, tmp_path,
                                                                                   monkeypatch, capsys):
     import clients.analyzer
 
@@ -189,7 +189,7 @@ def test_a_sink_that_fails_stops_the_run_with_one_error_and_keeps_what_was_writt
 
     monkeypatch.setattr(clients.analyzer, "VideoSink", FullDisk)
     out = tmp_path / "out"
-    code = video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
+    code = video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--explain", "none",
                        "--batch-frames", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "writing the annotated video failed" in err and "No space left" in err
@@ -197,14 +197,14 @@ def test_a_sink_that_fails_stops_the_run_with_one_error_and_keeps_what_was_writt
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert 5 <= len(records) < 24 and [r["frame"] for r in records] == list(range(len(records)))
     # with a queue of 2 between the stages, a writer that died silently left the analysis waiting for ever
-    analyzer = VideoAnalyzer(EmotionClient(server.address), AnalyzerConfig(queue_size=2, batch_frames=2,
+    analyzer = VideoAnalyzer(EmotionClient(shared_server.address), AnalyzerConfig(queue_size=2, batch_frames=2,
                                                                            explain="none"))
     with pytest.raises(clients.analyzer.SinkError, match="No space left"):
         analyzer.run(open_source(str(video)), video_out=tmp_path / "x.mp4", jsonl=tmp_path / "x.jsonl",
                      progress=False)
 
 
-def test_a_crash_keeps_every_frame_already_written(server, video, tmp_path):
+def test_a_crash_keeps_every_frame_already_written(shared_server, video, tmp_path):
     calls = []
 
     def failing_explainer(crops):
@@ -213,7 +213,7 @@ def test_a_crash_keeps_every_frame_already_written(server, video, tmp_path):
             raise RuntimeError("explainer died")
         return np.zeros((len(crops), 4, 4), np.float32)
 
-    client = EmotionClient(server.address)
+    client = EmotionClient(shared_server.address)
     analyzer = VideoAnalyzer(client, AnalyzerConfig(batch_frames=4, explain_every=1, max_in_flight=1),
                              explainer=failing_explainer)
     jsonl = tmp_path / "frames.jsonl"
@@ -298,12 +298,12 @@ def test_with_no_server_and_no_model_the_shipped_model_is_served(video, tmp_path
     assert set(records[0]["faces"][0]["probabilities"]) == set(SIX.classes)
 
 
-def test_the_command_prints_no_native_tensorflow_lines(server, video, tmp_path):
+def test_the_command_prints_no_native_tensorflow_lines(shared_server, video, tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "clients.video", str(video), "--server", server.address, "--out-dir",
-                          str(tmp_path / "o"), "--limit", "4", "--explain", "none", "--no-video"],
+    out = subprocess.run([sys.executable, "-m", "clients.video", str(video), "--server", shared_server.address,
+                          "--out-dir", str(tmp_path / "o"), "--limit", "4", "--explain", "none", "--no-video"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     noise = [line for line in out.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000") or "absl::" in line]
@@ -331,9 +331,9 @@ def _damaged(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind,decoded", [("mp4", 89), ("avi", 45)])
-def test_damaged_videos_are_read_past_the_damage_and_reported(server, tmp_path, capsys, kind, decoded):
+def test_damaged_videos_are_read_past_the_damage_and_reported(shared_server, tmp_path, capsys, kind, decoded):
     out = tmp_path / "out"
-    assert video_main([str(_damaged(tmp_path, kind)), "--server", server.address, "--out-dir", str(out),
+    assert video_main([str(_damaged(tmp_path, kind)), "--server", shared_server.address, "--out-dir", str(out),
                        "--explain", "none", "--no-video"]) == 0
     captured = capsys.readouterr()
     summary = json.loads((out / "summary.json").read_text())
@@ -343,7 +343,7 @@ def test_damaged_videos_are_read_past_the_damage_and_reported(server, tmp_path, 
     assert f"warning: {90 - decoded} unreadable frame(s) skipped" in captured.err
 
 
-def test_portrait_and_4k_frames(server, tmp_path):
+def test_portrait_and_4k_frames(shared_server, tmp_path):
     face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (300, 300))
     for name, (w, h), side in (("portrait", (270, 480), 200), ("uhd", (3840, 2160), 900)):
         path = tmp_path / f"{name}.avi"
@@ -354,7 +354,8 @@ def test_portrait_and_4k_frames(server, tmp_path):
             writer.write(frame)
         writer.release()
         out = tmp_path / name
-        assert video_main([str(path), "--server", server.address, "--out-dir", str(out), "--explain", "none"]) == 0
+        assert video_main([str(path), "--server", shared_server.address, "--out-dir", str(out),
+                           "--explain", "none"]) == 0
         # Verified by O-Net, the face is shown from the first frame: no wait for a second detection.
         assert [len(r["faces"]) for r in _records(out)] == [1, 1, 1], name
         x, y, w, h = _records(out)[1]["faces"][0]["box"]
@@ -362,10 +363,10 @@ def test_portrait_and_4k_frames(server, tmp_path):
         assert abs(x + w / 2 - (20 + 0.44 * side)) < side / 10 and abs(y + h / 2 - (100 + 0.22 * side)) < side / 10
 
 
-def test_a_video_with_no_faces_gives_an_empty_report(server, tmp_path):
+def test_a_video_with_no_faces_gives_an_empty_report(shared_server, tmp_path):
     video = write_shots(tmp_path / "empty.mp4", [(10, 80, None, (0, 0))])
     out = tmp_path / "out"
-    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--no-video"]) == 0
+    assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--no-video"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 10 and summary["tracks"] == {} and summary["faces_classified"] == 0
     assert cv2.imread(str(out / "summary.png")) is not None
@@ -380,7 +381,7 @@ def test_client_certificate_flags_are_checked(video, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_frame_times_come_from_the_source(server, video, tmp_path):
+def test_frame_times_come_from_the_source(shared_server, video, tmp_path):
     from clients.sources import FrameSource
 
     source = open_source(str(video))
@@ -389,7 +390,7 @@ def test_frame_times_come_from_the_source(server, video, tmp_path):
     # A variable-frame-rate source: irregular times are reported as they are, not as index / fps.
     times = [0.0, 0.05, 0.07, 0.2, 0.21, 0.4]
     vfr = FrameSource(iter(frames[:6]), 30.0, 6, "vfr", [], times=list(times))
-    analyzer = VideoAnalyzer(EmotionClient(server.address), AnalyzerConfig(explain="none", batch_frames=4))
+    analyzer = VideoAnalyzer(EmotionClient(shared_server.address), AnalyzerConfig(explain="none", batch_frames=4))
     jsonl = tmp_path / "frames.jsonl"
     analyzer.run(vfr, jsonl=jsonl, progress=False)
     assert [json.loads(line)["time"] for line in jsonl.read_text().splitlines()] == times
@@ -410,26 +411,26 @@ def _record_analyzers(monkeypatch, what) -> list:
     return built
 
 
-def test_the_second_look_can_be_turned_off(server, video, tmp_path, monkeypatch):
+def test_the_second_look_can_be_turned_off(shared_server, video, tmp_path, monkeypatch):
     """--no-second-look saves BlazeFace's second pass per face (videos of many faces per frame); the video
     still runs, with a detector that skips it, and finds its face."""
-    client = EmotionClient(server.address)
+    client = EmotionClient(shared_server.address)
     default = VideoAnalyzer(client, AnalyzerConfig(explain="none"))
     assert default.detector.second_look == 2.5
     assert default.tracker.box_smoothing == 1.0  # boxes as detected (notes-detector-sessions.md)
     built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.detector.second_look)
     out = tmp_path / "out"
-    assert video_main([str(video), "--server", server.address, "--out-dir", str(out), "--explain", "none",
+    assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(out), "--explain", "none",
                        "--no-video", "--no-second-look", "--limit", "10"]) == 0
     assert built == [None] and any(r["faces"] for r in _records(out))
 
 
-def test_levelling_the_crops_is_an_option(server, video, tmp_path, monkeypatch):
+def test_levelling_the_crops_is_an_option(shared_server, video, tmp_path, monkeypatch):
     """Keypoint-framed crops keep the head's tilt by default (FER2013's faces are not levelled); --level turns
     them to level the eyes, in the crops the analyzer classifies."""
     from fer_keras.detection import Face, crop_face
 
-    client = EmotionClient(server.address)
+    client = EmotionClient(shared_server.address)
     frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)
     tilted = Face((100, 60, 100, 100), 0.9, {"left_eye": (125, 100), "right_eye": (175, 118), "mouth": (145, 150)})
     plain = VideoAnalyzer(client, AnalyzerConfig(explain="none"))
@@ -441,6 +442,6 @@ def test_levelling_the_crops_is_an_option(server, video, tmp_path, monkeypatch):
     assert not np.array_equal(plain._crop(frame, tilted), levelled._crop(frame, tilted))
     built = _record_analyzers(monkeypatch, lambda analyzer: analyzer.config.level)
     for flag in ("--level", "--no-level"):
-        assert video_main([str(video), "--server", server.address, "--out-dir", str(tmp_path / flag),
+        assert video_main([str(video), "--server", shared_server.address, "--out-dir", str(tmp_path / flag),
                            "--explain", "none", "--no-video", flag, "--limit", "3"]) == 0
     assert built == [True, False]

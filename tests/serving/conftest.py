@@ -40,11 +40,36 @@ def server(exported):
     srv.stop(grace=0.5)
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory, exported_template):
+    """One local server for the tests of a module that only ask it questions: starting one and loading the
+    model takes 3-5 s under the suite's load. A test that stops, restarts or changes its server (new
+    versions, broken ones) takes ``server``, its own."""
+    base = Path(shutil.copytree(exported_template, tmp_path_factory.mktemp("shared") / "models"))
+    srv = LocalServer(single_model_config("gimefive", str(base / "gimefive")), port=0, poll_seconds=0.2).start()
+    assert srv.registry.wait_until_available("gimefive", 60)
+    yield srv
+    srv.stop(grace=0.5)
+
+
+def _stubs(address):
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024),
+                                                      ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    return channel, (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+                     model_service_pb2_grpc.ModelServiceStub(channel))
+
+
 @pytest.fixture
 def stubs(server):
-    channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024),
-                                                               ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    yield prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+    channel, stubs = _stubs(server.address)
+    yield stubs
+    channel.close()
+
+
+@pytest.fixture
+def shared_stubs(shared_server):
+    channel, stubs = _stubs(shared_server.address)
+    yield stubs
     channel.close()
 
 

@@ -42,8 +42,8 @@ def predict_request(x, name="gimefive", signature="", version=None, label=None, 
     return request
 
 
-def test_predict_round_trip_equals_the_model(stubs, tiny_model):
-    predict, _ = stubs
+def test_predict_round_trip_equals_the_model(shared_stubs, tiny_model):
+    predict, _ = shared_stubs
     x = faces(5)
     response = predict.Predict(predict_request(x), timeout=30)
     assert response.model_spec.name == "gimefive" and response.model_spec.version.value == 1
@@ -56,8 +56,8 @@ def test_predict_round_trip_equals_the_model(stubs, tiny_model):
     assert set(filtered.outputs) == {"class_id"}
 
 
-def test_gradcam_and_labels_signatures(stubs):
-    predict, _ = stubs
+def test_gradcam_and_labels_signatures(shared_stubs):
+    predict, _ = shared_stubs
     response = predict.Predict(predict_request(faces(2), signature="gradcam"), timeout=30)
     heatmap = tf.make_ndarray(response.outputs["heatmap"])
     assert heatmap.shape == (2, 4, 4) and heatmap.min() >= 0 and heatmap.max() <= 1
@@ -68,8 +68,8 @@ def test_gradcam_and_labels_signatures(stubs):
     assert [n.decode() for n in names] == list(SIX.classes)
 
 
-def test_metadata_lists_the_signatures(stubs):
-    predict, _ = stubs
+def test_metadata_lists_the_signatures(shared_stubs):
+    predict, _ = shared_stubs
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = "gimefive"
     response = predict.GetModelMetadata(request, timeout=30)
@@ -84,8 +84,8 @@ def test_metadata_lists_the_signatures(stubs):
     assert set(sigs["serving_default"].outputs) == {"probabilities", "class_id", "logits"}
 
 
-def test_model_status(stubs):
-    _, model_service = stubs
+def test_model_status(shared_stubs):
+    _, model_service = shared_stubs
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "gimefive"
     status = model_service.GetModelStatus(request, timeout=30).model_version_status
@@ -99,8 +99,8 @@ def _code(call, request):
     return info.value.code(), info.value.details()
 
 
-def test_error_codes(stubs):
-    predict, model_service = stubs
+def test_error_codes(shared_stubs):
+    predict, model_service = shared_stubs
     x = faces(2)
     cases = [
         (predict_request(x, name="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found"),
@@ -145,8 +145,8 @@ def test_nothing_loaded_answers_as_tf_serving(tmp_path):
             grpc.StatusCode.NOT_FOUND, "Could not find any versions of model gimefive")
 
 
-def test_a_large_batch_fits(stubs):
-    predict, _ = stubs
+def test_a_large_batch_fits(shared_stubs):
+    predict, _ = shared_stubs
     big = faces(400, channels=3)  # 4.9 MB: over gRPC's default 4 MiB limit
     response = predict.Predict(predict_request(big, output_filter=["class_id"]), timeout=60)
     assert tf.make_ndarray(response.outputs["class_id"]).shape == (400,)
@@ -251,8 +251,8 @@ def test_a_version_being_loaded_again_reports_no_error_from_its_last_attempt(tmp
     assert registry.version_states("gimefive")[0][1] == State.END
 
 
-def test_binds_to_loopback_by_default(server):
-    assert server.host == "127.0.0.1"
+def test_binds_to_loopback_by_default(shared_server):
+    assert shared_server.host == "127.0.0.1"
 
 
 def test_command_serves_and_stops_cleanly_on_sigterm(exported):
