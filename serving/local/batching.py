@@ -43,6 +43,7 @@ class Batcher:
         self.options = options
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()  # no call is queued once stop() has begun
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"batch-{i}")
                          for i in range(options.num_batch_threads)]
         for t in self._threads:
@@ -56,11 +57,16 @@ class Batcher:
                 **{k: tf.constant(v[i:i + size]) for k, v in inputs.items()}).items()} for i in range(0, rows, size)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         future: Future = Future()
-        self._queue.put((inputs, rows, future))
+        with self._stop_lock:
+            stopped = self._stop.is_set()
+            if not stopped:
+                self._queue.put((inputs, rows, future))
+        if stopped:  # a call that resolved this version just before it was unloaded: run it alone
+            self._run([(inputs, rows, future)])
         return future.result()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not (self._stop.is_set() and self._queue.empty()):  # once stopped, what was queued is still run
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -94,7 +100,9 @@ class Batcher:
                     future.set_exception(err)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Ends the batch threads once the calls already queued are answered (they let go of the model)."""
+        with self._stop_lock:
+            self._stop.set()
 
 
 def _compatible(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:

@@ -66,20 +66,34 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.max_request_bytes = max_request_bytes
         self.budget = MemoryBudget(max_inflight_bytes)
         self.batching = batching
-        self._batchers: dict[tuple[str, int, str], Batcher | None] = {}
+        # (model, version, signature) -> (the servable, its batcher or None where the signature cannot batch)
+        self._batchers: dict[tuple[str, int, str], tuple[Servable, Batcher | None]] = {}
         self._lock = threading.Lock()
+        registry.unload_listeners.append(self._forget)
+
+    def _forget(self, servable: Servable) -> None:
+        """Stops and drops the batchers of an unloaded version: each holds its model's functions."""
+        with self._lock:
+            keys = [k for k, (owner, _) in self._batchers.items() if owner is servable]
+            batchers = [self._batchers.pop(k)[1] for k in keys]
+        for batcher in batchers:
+            if batcher is not None:
+                batcher.stop()
 
     def batcher_for(self, servable: Servable, signature: str) -> Batcher | None:
-        """The batcher of a servable's signature (created on first use), or None without batching."""
+        """The batcher of a servable's signature (created on first use), or None without batching (and for
+        a version unloaded since the request resolved it: it runs alone)."""
         if self.batching is None:
             return None
         key = (servable.name, servable.version, signature)
         with self._lock:
-            if key not in self._batchers:
+            if servable.unloaded:
+                return None
+            if key not in self._batchers or self._batchers[key][0] is not servable:
                 sig = servable.signature_defs[signature]
-                self._batchers[key] = (Batcher(servable.module.signatures[signature], self.batching)
+                self._batchers[key] = (servable, Batcher(servable.module.signatures[signature], self.batching)
                                        if batchable(sig) else None)
-            return self._batchers[key]
+            return self._batchers[key][1]
 
     def Predict(self, request, context):
         try:

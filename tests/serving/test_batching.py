@@ -42,6 +42,33 @@ def test_errors_reach_every_caller_of_the_batch():
     batcher.stop()
 
 
+def test_a_stopped_batcher_answers_what_was_queued_and_then_calls_alone():
+    """Stopping (its version unloaded) ends the batch threads, which hold the model, once every queued
+    call is answered; a call that arrives later (it resolved the version just before) runs alone."""
+    release = threading.Event()
+
+    def slow(x):
+        release.wait(10)
+        return {"y": x + 1}
+
+    batcher = Batcher(slow, BatchingOptions(max_batch_size=4, batch_timeout_micros=1000, num_batch_threads=1))
+    results = []
+    queued = [threading.Thread(target=lambda: results.append(batcher({"x": np.zeros((1, 2), np.float32)})["y"]))
+              for _ in range(3)]
+    for t in queued:
+        t.start()
+    batcher.stop()
+    release.set()
+    for t in queued:
+        t.join(10)
+    assert len(results) == 3 and all((r == 1).all() for r in results)
+    for t in batcher._threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in batcher._threads)
+    late = batcher({"x": np.full((2, 2), 5, np.float32)})["y"]
+    np.testing.assert_array_equal(late, np.full((2, 2), 6))
+
+
 def test_options_from_the_shipped_batching_file():
     options = BatchingOptions.from_parameters(read_batching_parameters(SERVING / "batching.config"))
     assert options == BatchingOptions(max_batch_size=64, batch_timeout_micros=3000, num_batch_threads=2)

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_pb2,
     predict_pb2,
+    prediction_service_pb2_grpc,
 )
 
 from fer_keras.data.taxonomy import SIX
@@ -304,6 +305,32 @@ def test_server_side_batching_joins_concurrent_requests(exported, tiny_model):
             np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
         gray = stub.Predict(predict_request(faces(1, channels=1)), timeout=30)  # other shapes batch apart
         assert tf.make_ndarray(gray.outputs["class_id"]).shape == (1,)
+
+
+def test_an_unloaded_version_lets_go_of_its_batchers(exported, tiny_model):
+    """With batching on, each served signature's batcher holds its version's model: a swap must drop
+    them, or every swap keeps a whole model (about 195 MB for the shipped one; benchmarks.version_swaps)."""
+    from serving.local.batching import BatchingOptions
+
+    options = BatchingOptions(max_batch_size=16, batch_timeout_micros=1000, num_batch_threads=1)
+    with LocalServer(single_model_config("gimefive", str(exported / "gimefive")), port=0, poll_seconds=0.2,
+                     batching=options) as srv:
+        assert srv.registry.wait_until_available("gimefive")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.address))
+        assert stub.Predict(predict_request(faces(2)), timeout=30).model_spec.version.value == 1
+        (old,) = [b for _, b in srv.servicer._batchers.values() if b is not None]
+        export_saved_model(tiny_model, exported, "gimefive", SIX.classes)  # version 2
+        deadline = time.time() + 60
+        while time.time() < deadline and stub.Predict(predict_request(faces(2)),
+                                                      timeout=30).model_spec.version.value != 2:
+            time.sleep(0.1)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(owner.version == 1 for owner, _ in srv.servicer._batchers.values()):
+            time.sleep(0.1)
+        assert {owner.version for owner, _ in srv.servicer._batchers.values()} == {2}
+        for thread in old._threads:
+            thread.join(5)
+        assert not any(thread.is_alive() for thread in old._threads)
 
 
 def test_versions_found_on_disk_report_start_before_the_port_opens(exported, monkeypatch):
