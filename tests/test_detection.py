@@ -166,6 +166,25 @@ def test_blazeface_tiles_find_small_faces_in_wide_frames():
         BlazeFaceDetector(model="tiny")
 
 
+@pytest.mark.parametrize("shape", [(480, 640), (720, 1280), (640, 480), (500, 700)])
+def test_blazeface_sees_the_frame_letterboxed(shape):
+    """Each pass gives the model the frame scaled along its long side and padded right and bottom with
+    black (-1), as resizing the padded square would, without resizing the padding."""
+    from fer_keras.detection import BlazeFaceDetector
+
+    detector = BlazeFaceDetector(tiles=False, second_look=None, verify=None)
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    seen = []
+    set_tensor = detector._interpreter.set_tensor
+    detector._interpreter.set_tensor = lambda index, x: seen.append(x.copy()) or set_tensor(index, x)
+    detector.detect(frame)
+    side = max(shape)
+    square = np.zeros((side, side, 3), np.uint8)
+    square[:shape[0], :shape[1]] = frame
+    expected = cv2.resize(square, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(seen[0][0], expected, atol=1e-6)
+
+
 def test_the_verifier_tells_a_face_from_textures(astronaut):
     from fer_keras.data.textures import TEXTURES, texture
     from fer_keras.detection import FaceVerifier
