@@ -108,9 +108,9 @@ class ModelRegistry:
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Callables (servable) told of each version unloaded, so that what holds on to a
-        # version (the server's batchers) lets it go; without them every swap kept the old version's
-        # whole model in memory (about 195 MB a swap for the shipped model, benchmarks.version_swaps).
+        # Callables (servable) told of each version unloaded, so that what holds on to a version (the
+        # server's batchers) lets it go: otherwise each swap would keep the old version's whole model in
+        # memory (about 195 MB a swap for the shipped model, benchmarks.version_swaps).
         self.unload_listeners: list = []
         self.set_config(config, initial=True)
 
