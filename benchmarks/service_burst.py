@@ -4,7 +4,7 @@ Starts ``python -m clients.service`` (embedded model server, shipped models) as 
 ``--rounds`` bursts of ``--clients`` parallel requests (with ``--minutes``, bursts until that long), each a
 FER2013 test face in a 640x480 scene (a JPEG) or, with ``--hostile``, one of a hostile set in turn (not an
 image, a truncated JPEG, a PNG header declaring 20,000 x 20,000 pixels, a real decompression bomb: a
-valid 8,000 x 8,000 PNG of 80 KB, a 4,000 x 4,000 PNG within the limit that does decode, an empty body, a
+valid 8,000 x 8,000 PNG of 62 kB, a 4,000 x 4,000 PNG within the limit that does decode, an empty body, a
 bad stream id); with ``--hostile`` each burst also has ``--slow`` clients that declare a body, send a
 little of it and stall. Prints per round the answers by status and the service's resident memory (VmRSS
 of its process, sampled every 50 ms during the round)::

@@ -24,14 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.service_burst import rss_mb
 from benchmarks.soak import ServerProcess, free_port, model_status
-
-
-def _resident_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status").read().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(5):
                         client.predict(faces)
                     client.explain(faces[:4], "gradact-fused")
-                    memory.append(_resident_mb(server.proc.pid))
+                    memory.append(rss_mb(server.proc.pid))
                     print(f"version {version}: {memory[-1]:,.0f} MB", flush=True)
         finally:
             server.stop()

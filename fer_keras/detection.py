@@ -494,9 +494,9 @@ class BlazeFaceDetector:
         side = max(h, w)
         # Letterbox: the image scaled to the model's side along its long side, padded right and bottom
         # (black: -1 in the model's range). Where the short side scales to whole pixels (4:3 and 16:9
-        # frames, square tiles and windows) only the image is resized, not the padding (1.4 against 5.1
-        # ms for a 640x480 frame, the same input); otherwise the padded square is, so that both axes
-        # keep exactly one scale.
+        # frames, square tiles and windows) only the image is resized, not the padding: the same input
+        # for less work (BlazeFace's stage 2-3 ms a frame less on two videos, BENCHMARKS.md); otherwise
+        # the padded square is, so that both axes keep exactly one scale.
         interp = cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
         x = np.full((1, self.size, self.size, 3), -1.0, np.float32)
         if (h * self.size) % side == 0 and (w * self.size) % side == 0:

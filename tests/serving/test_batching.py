@@ -45,28 +45,42 @@ def test_errors_reach_every_caller_of_the_batch():
 def test_a_stopped_batcher_answers_what_was_queued_and_then_calls_alone():
     """Stopping (its version unloaded) ends the batch threads, which hold the model, once every queued
     call is answered; a call that arrives later (it resolved the version just before) runs alone."""
-    release = threading.Event()
+    import time
+
+    release, running = threading.Event(), []
 
     def slow(x):
+        running.append(int(x.shape[0]))
         release.wait(10)
         return {"y": x + 1}
 
-    batcher = Batcher(slow, BatchingOptions(max_batch_size=4, batch_timeout_micros=1000, num_batch_threads=1))
+    # Batches of at most 2 rows: of three 1-row calls, at least one waits in the queue behind the first batch.
+    batcher = Batcher(slow, BatchingOptions(max_batch_size=2, batch_timeout_micros=1000, num_batch_threads=1))
     results = []
-    queued = [threading.Thread(target=lambda: results.append(batcher({"x": np.zeros((1, 2), np.float32)})["y"]))
-              for _ in range(3)]
-    for t in queued:
+
+    def call(rows):
+        results.append(batcher({"x": np.zeros((rows, 2), np.float32)})["y"])
+
+    callers = [threading.Thread(target=call, args=(1,), daemon=True) for _ in range(3)]
+    for t in callers:
         t.start()
+    deadline = time.monotonic() + 10
+    while sum(running) + batcher._queue.qsize() < 3:  # one batch running, the rest queued behind it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert batcher._queue.qsize() >= 1
     batcher.stop()
     release.set()
-    for t in queued:
+    for t in callers:
         t.join(10)
     assert len(results) == 3 and all((r == 1).all() for r in results)
     for t in batcher._threads:
         t.join(5)
     assert not any(t.is_alive() for t in batcher._threads)
-    late = batcher({"x": np.full((2, 2), 5, np.float32)})["y"]
-    np.testing.assert_array_equal(late, np.full((2, 2), 6))
+    late = threading.Thread(target=call, args=(1,), daemon=True)
+    late.start()
+    late.join(10)
+    assert len(results) == 4 and (results[-1] == 1).all()
 
 
 def test_options_from_the_shipped_batching_file():
