@@ -24,6 +24,7 @@ size. Reported: false boxes per frame for each kind and over all.
     python -m benchmarks.detectors --detectors blazeface,blazeface-unverified,mtcnn,haar --empty-frames 20
     python -m benchmarks.detectors --detectors blazeface,blazeface-single,mtcnn   # tiles or not
     python -m benchmarks.detectors --detectors blazeface,blazeface-once   # with and without the second look
+    python -m benchmarks.detectors --detectors blazeface,blazeface-lookshort --empty-frames 10   # second-look model
     python -m benchmarks.detectors --detectors blazeface,blazeface-onebox --empty-frames 10   # O-Net's two views or one
     python -m benchmarks.detectors --split train --detectors blazeface-single-raw --faces 400   # framing calibration
     python -m benchmarks.detectors --video runs/vb-textured --every 5 --detectors blazeface,blazeface-look3.0
@@ -32,7 +33,8 @@ size. Reported: false boxes per frame for each kind and over all.
 frame of a benchmark video (``test.mp4`` and ``truth.json`` as
 ``benchmarks.video_benchmark`` writes them) instead of on the scenes: the
 detector alone, without the video client's tracking. ``blazeface-lookX`` is
-BlazeFace with a second-look window of X box sides.
+BlazeFace with a second-look window of X box sides; ``blazeface-lookM`` runs the second look
+with BlazeFace model M (back, full or short).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def make(name: str):
         if {"once", "unverified"} & set(words):  # BlazeFace alone is the detector before issue 28: no second look
             options["second_look"] = None
         for word in words:
-            if word.startswith("look"):
+            if word.startswith("look") and word[4:] in BlazeFaceDetector.MODELS:
+                options["second_look_model"] = word[4:]
+            elif word.startswith("look"):
                 try:
                     options["second_look"] = float(word[4:])
                 except ValueError:

@@ -406,6 +406,51 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter, 1e-9)
 
 
+class _BlazeNet:
+    """One BlazeFace model file with its interpreter and anchors: a pass over an image."""
+
+    def __init__(self, model: str, file: str, size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]):
+        self.model, self.size = model, size
+        self.interpreter = tflite_interpreter(_blazeface_file(file))
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        outputs = self.interpreter.get_output_details()
+        self._regressors = next(o["index"] for o in outputs if o["shape"][-1] == 16)
+        self._scores = next(o["index"] for o in outputs if o["shape"][-1] == 1)
+        self._anchors = _anchors(size, strides, per_cell)
+
+    def run(self, image: np.ndarray, threshold: float, x0: int = 0, y0: int = 0):
+        """Raw detections scoring ``threshold`` or more: boxes, scores, keypoints in ``image``'s pixels,
+        moved by x0, y0."""
+        h, w = image.shape[:2]
+        side = max(h, w)
+        # Letterbox: the image scaled to the model's side along its long side, padded right and bottom
+        # (black: -1 in the model's range). Where the short side scales to whole pixels (4:3 and 16:9
+        # frames, square tiles and windows) only the image is resized, not the padding: the same input
+        # for less work (BlazeFace's stage 2-3 ms a frame less on two videos, BENCHMARKS.md); otherwise
+        # the padded square is, so that both axes keep exactly one scale.
+        interp = cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
+        x = np.full((1, self.size, self.size, 3), -1.0, np.float32)
+        if (h * self.size) % side == 0 and (w * self.size) % side == 0:
+            sw, sh = w * self.size // side, h * self.size // side
+            x[0, :sh, :sw] = cv2.resize(image, (sw, sh), interpolation=interp).astype(np.float32) / 127.5 - 1.0
+        else:
+            square = np.zeros((side, side, 3), np.uint8)
+            square[:h, :w] = image
+            x[0] = cv2.resize(square, (self.size, self.size), interpolation=interp).astype(np.float32) / 127.5 - 1.0
+        self.interpreter.set_tensor(self._input, x)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._regressors)[0]
+        logits = np.clip(self.interpreter.get_tensor(self._scores)[0, :, 0], -80, 80)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = np.flatnonzero(scores >= threshold)
+        reg, anchors, scores = raw[keep] / self.size, self._anchors[keep], scores[keep]
+        centres = reg[:, :2] + anchors
+        boxes = np.concatenate([centres - reg[:, 2:4] / 2, reg[:, 2:4]], 1) * side + [x0, y0, 0, 0]
+        points = (reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * side + [x0, y0]
+        return boxes, scores, points
+
+
 class BlazeFaceDetector:
     """Google's BlazeFace (MediaPipe's face detector), run with a TFLite interpreter: 16-19 ms per
     640x480 frame on a 2-core CPU (whole frame and two tiles) against MTCNN's 135-215 ms; on FER2013
@@ -437,7 +482,14 @@ class BlazeFaceDetector:
             1.5-3x too big around faces its fine anchors miss, and O-Net accepts them; in the window
             the face fills a good part of the model's input and comes out at its own scale (a box
             over two faces comes out as two). Where the window shows no verified face the first box
-            stays. Costs one BlazeFace pass (about 6 ms here) per face found.
+            stays. Costs one BlazeFace pass per face found.
+        second_look_model: a BlazeFace model that looks first in each window; where it finds no
+            verified face the main ``model`` looks too. None: the main model alone. The short-range
+            model (128 px: 0.9 ms a pass here against the rear-camera model's 4.5) makes a detection
+            round a quarter cheaper with as many faces found and fewer false boxes on textured videos,
+            but its coarser boxes and keypoints cost 0.8-2.4 points of accuracy over detected faces
+            (BENCHMARKS.md, "The second look with the short-range model"): a choice for counting or
+            following faces, not for classifying them.
     """
 
     # Without verification: scores of FER2013 faces found in scenes (whole frame only, before the
@@ -461,12 +513,14 @@ class BlazeFaceDetector:
 
     def __init__(self, model: str = "back", threshold: float = 0.4, iou_threshold: float = 0.3,
                  fer_framing: bool = True, tiles: bool = True, verify: float | None = 0.5,
-                 second_look: float | None = 2.5, verify_framed: bool = True):
+                 second_look: float | None = 2.5, verify_framed: bool = True, second_look_model: str | None = None):
         if model not in self.MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; choose one of: {', '.join(self.MODELS)}")
         if not 0 < threshold < 1:
             raise ValueError(f"BlazeFace threshold must be in (0, 1); got {threshold}")
-        name, self.size, strides, per_cell = self.MODELS[model]
+        if second_look_model is not None and second_look_model not in self.MODELS:
+            raise ValueError(f"unknown BlazeFace model {second_look_model!r} for the second look; choose one of: "
+                             f"{', '.join(self.MODELS)}")
         self.model, self.threshold, self.iou_threshold, self.fer_framing = model, threshold, iou_threshold, fer_framing
         if second_look is not None and not second_look >= 1.2:
             raise ValueError(f"second_look must be a window of at least 1.2 box sides (or None); got {second_look}")
@@ -474,13 +528,11 @@ class BlazeFaceDetector:
         self.verifier = FaceVerifier(verify) if verify is not None else None
         self.verify_framed = verify_framed
         self.confirm_score = 0.0 if self.verifier is not None else self.UNVERIFIED_CONFIRM_SCORE
-        self._interpreter = tflite_interpreter(_blazeface_file(name))
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = self._interpreter.get_output_details()
-        self._regressors = next(o["index"] for o in outputs if o["shape"][-1] == 16)
-        self._scores = next(o["index"] for o in outputs if o["shape"][-1] == 1)
-        self._anchors = _anchors(self.size, strides, per_cell)
+        self._net = _BlazeNet(model, *self.MODELS[model])
+        self.size = self._net.size
+        self.second_look_model = second_look_model or model
+        self._look_net = (self._net if self.second_look_model == model
+                          else _BlazeNet(self.second_look_model, *self.MODELS[self.second_look_model]))
         # A TFLite interpreter holds one input and one output buffer: two threads invoking it at once would
         # read each other's results. One detection at a time per detector (the analysis service's requests
         # share one).
@@ -488,35 +540,10 @@ class BlazeFaceDetector:
         # Seconds spent so far in each part of detection (a caller's stage split of "detect").
         self.seconds = {"blazeface": 0.0, "verify": 0.0, "second_look": 0.0}
 
-    def _run(self, image: np.ndarray, x0: int = 0, y0: int = 0):
-        """Raw detections (boxes, scores, keypoints in ``image``'s pixels, moved by x0, y0) of one pass."""
-        h, w = image.shape[:2]
-        side = max(h, w)
-        # Letterbox: the image scaled to the model's side along its long side, padded right and bottom
-        # (black: -1 in the model's range). Where the short side scales to whole pixels (4:3 and 16:9
-        # frames, square tiles and windows) only the image is resized, not the padding: the same input
-        # for less work (BlazeFace's stage 2-3 ms a frame less on two videos, BENCHMARKS.md); otherwise
-        # the padded square is, so that both axes keep exactly one scale.
-        interp = cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
-        x = np.full((1, self.size, self.size, 3), -1.0, np.float32)
-        if (h * self.size) % side == 0 and (w * self.size) % side == 0:
-            sw, sh = w * self.size // side, h * self.size // side
-            x[0, :sh, :sw] = cv2.resize(image, (sw, sh), interpolation=interp).astype(np.float32) / 127.5 - 1.0
-        else:
-            square = np.zeros((side, side, 3), np.uint8)
-            square[:h, :w] = image
-            x[0] = cv2.resize(square, (self.size, self.size), interpolation=interp).astype(np.float32) / 127.5 - 1.0
-        self._interpreter.set_tensor(self._input, x)
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._regressors)[0]
-        logits = np.clip(self._interpreter.get_tensor(self._scores)[0, :, 0], -80, 80)
-        scores = 1.0 / (1.0 + np.exp(-logits))
-        keep = np.flatnonzero(scores >= self.threshold)
-        reg, anchors, scores = raw[keep] / self.size, self._anchors[keep], scores[keep]
-        centres = reg[:, :2] + anchors
-        boxes = np.concatenate([centres - reg[:, 2:4] / 2, reg[:, 2:4]], 1) * side + [x0, y0, 0, 0]
-        points = (reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * side + [x0, y0]
-        return boxes, scores, points
+    def _run(self, image: np.ndarray, x0: int = 0, y0: int = 0, net: "_BlazeNet | None" = None):
+        """Raw detections (boxes, scores, keypoints in ``image``'s pixels, moved by x0, y0) of one pass of
+        ``net`` (the main model by default)."""
+        return (net or self._net).run(image, self.threshold, x0, y0)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         with self._lock:
@@ -563,29 +590,45 @@ class BlazeFaceDetector:
 
     def _look_again(self, image: np.ndarray, found: list) -> list:
         """Each detection replaced by the verified faces BlazeFace finds in a window ``second_look`` times
-        its side around it (kept where it finds none); then the best of any overlapping results."""
-        h, w = image.shape[:2]
-        looks = []
-        for box, _, _ in found:
-            side = max(int(round(max(box[2], box[3]) * self.second_look)), 8)
-            x0 = int(round(box[0] + box[2] / 2 - side / 2))
-            y0 = int(round(box[1] + box[3] / 2 - side / 2))
-            window = np.zeros((side, side, 3), np.uint8)  # parts outside the frame read as black
-            ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-            if ax1 > ax0 and ay1 > ay0:
-                window[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = image[ay0:ay1, ax0:ax1]
-            boxes, scores, points = self._run(window, x0, y0)
-            looks.append(self._suppress(boxes, scores, points) if len(scores) else [])
-        seen = {id(d) for d in self._verified(image, [d for look in looks for d in look])}
+        its side around it (kept where it finds none); then the best of any overlapping results. The
+        second-look model looks first; where it finds no verified face, the main model looks too."""
+        nets = [self._look_net] + ([self._net] if self._look_net is not self._net else [])
+        looked: list[list | None] = [None] * len(found)
+        for net in nets:
+            waiting = [k for k, look in enumerate(looked) if not look]
+            if not waiting:
+                break
+            looks = {k: self._look(image, found[k][0], net) for k in waiting}
+            seen = {id(d) for d in self._verified(image, [d for k in waiting for d in looks[k]])}
+            for k in waiting:
+                looked[k] = [d for d in looks[k] if id(d) in seen]
         results = []
-        for first, look in zip(found, looks):
-            results.extend([d for d in look if id(d) in seen] or [first])
+        for first, look in zip(found, looked):
+            results.extend(look or [first])
         results.sort(key=lambda d: -d[1])
         kept = []
         for d in results:
             if not kept or _box_iou(d[0], np.array([k[0] for k in kept])).max() <= self.iou_threshold:
                 kept.append(d)
         return kept
+
+    def _look(self, image: np.ndarray, box: np.ndarray, net: _BlazeNet) -> list:
+        """What ``net`` finds (suppressed, not verified) in the window ``second_look`` times ``box``'s side
+        around it, as boxes of the main model."""
+        h, w = image.shape[:2]
+        side = max(int(round(max(box[2], box[3]) * self.second_look)), 8)
+        x0 = int(round(box[0] + box[2] / 2 - side / 2))
+        y0 = int(round(box[1] + box[3] / 2 - side / 2))
+        window = np.zeros((side, side, 3), np.uint8)  # parts outside the frame read as black
+        ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+        if ax1 > ax0 and ay1 > ay0:
+            window[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = image[ay0:ay1, ax0:ax1]
+        boxes, scores, points = self._run(window, x0, y0, net)
+        if not len(scores):
+            return []
+        if net is not self._net:
+            boxes = np.array([self._as_main_box(b) for b in boxes])
+        return self._suppress(boxes, scores, points)
 
     def _suppress(self, boxes, scores, points):
         """Weighted NMS: each best remaining detection absorbs those overlapping it, averaged by score."""
@@ -610,6 +653,17 @@ class BlazeFaceDetector:
         side = max(w, h) * factor
         cx, cy = x + w / 2, y + h / 2 + shift * max(w, h)
         return cx - side / 2, cy - side / 2, side, side
+
+    def _as_main_box(self, box: np.ndarray) -> np.ndarray:
+        """A box of the second look's model as the main model would draw it: the same FER2013 framing
+        (``FRAMING``) once framed."""
+        x, y, w, h = box
+        look, main = self.FRAMING[self.second_look_model], self.FRAMING[self.model]
+        framed = max(w, h) * look[0]
+        cx, cy = x + w / 2, y + h / 2 + look[1] * max(w, h)
+        side = framed / main[0]
+        cy -= main[1] * side
+        return np.array([cx - side / 2, cy - side / 2, side, side])
 
     def _face(self, box: np.ndarray, score: float, points: np.ndarray) -> Face:
         x, y, w, h = (float(v) for v in box)

@@ -164,6 +164,8 @@ def test_blazeface_tiles_find_small_faces_in_wide_frames():
     assert abs(tiled.box[0] + tiled.box[2] / 2 - 325) < 8 and abs(tiled.box[1] + tiled.box[3] / 2 - 225) < 8
     with pytest.raises(ValueError, match="unknown BlazeFace model"):
         BlazeFaceDetector(model="tiny")
+    with pytest.raises(ValueError, match="unknown BlazeFace model 'tiny' for the second look"):
+        BlazeFaceDetector(second_look_model="tiny")
 
 
 @pytest.mark.parametrize("shape", [(480, 640), (720, 1280), (640, 480), (500, 700)])
@@ -175,8 +177,8 @@ def test_blazeface_sees_the_frame_letterboxed(shape):
     detector = BlazeFaceDetector(tiles=False, second_look=None, verify=None)
     frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     seen = []
-    set_tensor = detector._interpreter.set_tensor
-    detector._interpreter.set_tensor = lambda index, x: seen.append(x.copy()) or set_tensor(index, x)
+    set_tensor = detector._net.interpreter.set_tensor
+    detector._net.interpreter.set_tensor = lambda index, x: seen.append(x.copy()) or set_tensor(index, x)
     detector.detect(frame)
     side = max(shape)
     square = np.zeros((side, side, 3), np.uint8)
@@ -277,10 +279,14 @@ def test_levelled_crops_undo_a_head_tilt(astronaut):
     assert 10 < abs(tilt) < 20  # levelling turns the 15-degree tilt back
 
 
-def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astronaut):
+@pytest.mark.parametrize("look_model", ["back", "short"])
+def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astronaut, look_model):
     """Issue 28: on textures BlazeFace's coarse anchors put verified boxes 1.5-3x too big around faces. The
     second look (BlazeFace again in a window around each box) returns the face's own box, two boxes for
-    a box over two faces, and leaves a box alone where the window shows no verified face."""
+    a box over two faces, and leaves a box alone where the window shows no verified face. With the
+    short-range model first, its boxes come back as the main model's (the same framing), and the box
+    over two faces (each 14 px in the short model's 128 px input: too small for it) falls to the main
+    model."""
     from fer_keras.data.textures import texture
     from fer_keras.detection import BlazeFaceDetector, iou
 
@@ -291,10 +297,15 @@ def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astr
     plain = BlazeFaceDetector(fer_framing=False, second_look=None)
     truth = sorted(f.box for f in plain.detect(frame))
     assert len(truth) == 2
-    detector = BlazeFaceDetector(fer_framing=False)
+    detector = BlazeFaceDetector(fer_framing=False, second_look_model=look_model)
     points = np.zeros((6, 2), np.float32)
 
+    ran = []  # the models that looked, in order
+    for net in {detector._net, detector._look_net}:
+        net.run = (lambda run, name: lambda *a, **k: ran.append(name) or run(*a, **k))(net.run, net.model)
+
     def look(box, image=frame):
+        ran.clear()
         found = detector._look_again(image, [(np.array(box, float), 0.6, points)])
         return sorted(tuple(int(round(v)) for v in b) for b, _, _ in found)
 
@@ -305,10 +316,14 @@ def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astr
     alone[160:260, 260:360] = frame[300:400, 260:360]  # the second face covered by texture
     (one,) = look((x - w / 2, y - h / 2, 2 * w, 2 * h), alone)
     assert iou(one, truth[0]) > 0.7
+    (own,) = look(truth[0])  # a box of the face's own size: the first model to look finds it
+    assert iou(own, truth[0]) > 0.8 and ran == [look_model]
     both = look((100, 100, 290, 190))  # one box over both faces
     assert len(both) == 2 and all(iou(b, t) > 0.7 for b, t in zip(both, truth))
+    cascade = ["back"] if look_model == "back" else ["short", "back"]  # the main model where the first finds none
+    assert ran == cascade
     empty = (480, 330, 120, 120)  # texture only
-    assert look(empty) == [empty]
+    assert look(empty) == [empty] and ran == cascade
     looked = []
     detector._look_again = lambda image, found: looked.append(len(found)) or found  # detect() takes the second look
     assert len(detector.detect(frame)) == 2 and looked == [2]

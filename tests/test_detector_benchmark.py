@@ -10,7 +10,8 @@ from benchmarks.detectors import main, make
 
 
 def test_detector_names_choose_the_second_look():
-    assert make("blazeface").second_look == 2.5
+    assert make("blazeface").second_look == 2.5 and make("blazeface").second_look_model == "back"
+    assert make("blazeface-lookshort").second_look_model == "short"
     assert make("blazeface-look3.0").second_look == 3.0
     assert make("blazeface-once").second_look is None
     unverified = make("blazeface-unverified")  # BlazeFace alone, as before issue 28
