@@ -486,7 +486,7 @@ class BlazeFaceDetector:
         second_look_model: a BlazeFace model that looks first in each window; where it finds no
             verified face the main ``model`` looks too. None: the main model alone. The short-range
             model (128 px: 0.9 ms a pass here against the rear-camera model's 4.5) makes a detection
-            round a quarter cheaper with as many faces found and fewer false boxes on textured videos,
+            round a fifth cheaper with as many faces found and fewer false boxes on textured videos,
             but its coarser boxes and keypoints cost 0.8-2.4 points of accuracy over detected faces
             (BENCHMARKS.md, "The second look with the short-range model"): a choice for counting or
             following faces, not for classifying them.

@@ -90,23 +90,34 @@ def test_export_cli(tmp_path, model, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, capsys):
-    other = build_model("gimefive", width=1 / 16)  # freshly initialised: other weights
-    model.save(tmp_path / "a.keras")
-    other.save(tmp_path / "b.keras")
-    assert export_main(["--ensemble", str(tmp_path / "a.keras"), str(tmp_path / "b.keras"), "--flip-tta",
-                        "--base", str(tmp_path / "models"), "--name", "ens"]) == 0
-    loaded = tf.saved_model.load(str(tmp_path / "models" / "ens" / "1"))
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory, model):
+    """Two members (the second freshly initialised: other weights) exported as one flip-TTA ensemble with
+    ``python -m fer_keras.export --ensemble``: (folder of the members and the export, the other member)."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    other = build_model("gimefive", width=1 / 16)
+    model.save(folder / "a.keras")
+    other.save(folder / "b.keras")
+    assert export_main(["--ensemble", str(folder / "a.keras"), str(folder / "b.keras"), "--flip-tta",
+                        "--base", str(folder / "models"), "--name", "ens"]) == 0
+    return folder, other
+
+
+def _ensemble_mean(members, x):
+    """The mean over the members of each member's mean over the faces and their mirror images."""
+    return np.mean([(np.asarray(m(x)["probabilities"]) + np.asarray(m(x[:, :, ::-1])["probabilities"])) / 2
+                    for m in members], axis=0)
+
+
+def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, ensemble, capsys):
+    folder, other = ensemble
+    loaded = tf.saved_model.load(str(folder / "models" / "ens" / "1"))
     from fer_keras.explain.methods import CAM_METHODS, SERVED_METHODS
 
     assert set(loaded.signatures) == {"serving_default", "labels", *(CAM_METHODS[m].signature for m in SERVED_METHODS)}
     faces = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 1)).astype(np.uint8)
     x = faces.astype(np.float32)
-
-    def flip_mean(m):
-        return (np.asarray(m(x)["probabilities"]) + np.asarray(m(x[:, :, ::-1])["probabilities"])) / 2
-
-    expected = (flip_mean(model) + flip_mean(other)) / 2
+    expected = _ensemble_mean([model, other], x)
     out = loaded.signatures["serving_default"](face=tf.constant(faces))
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
     heat = loaded.signatures["gradcam"](face=tf.constant(faces))
@@ -114,30 +125,28 @@ def test_an_ensemble_serves_the_mean_of_its_members(tmp_path, model, capsys):
     # The evaluation loader takes the ensemble's SavedModel like any other.
     from fer_keras.loading import load_classifier
 
-    served = load_classifier(tmp_path / "models" / "ens")
+    served = load_classifier(folder / "models" / "ens")
     np.testing.assert_allclose(served.predict(faces)["probabilities"], expected, atol=1e-5)
     # Bad ensembles: one clear error each.
     build_model("gimefive", width=1 / 16, num_classes=7).save(tmp_path / "seven.keras")
-    assert export_main(["--ensemble", str(tmp_path / "a.keras"), str(tmp_path / "seven.keras"),
+    assert export_main(["--ensemble", str(folder / "a.keras"), str(tmp_path / "seven.keras"),
                         "--base", str(tmp_path / "models")]) == 2
     assert "different class views" in capsys.readouterr().err
-    assert export_main(["--ensemble", str(tmp_path / "a.keras"), "--base", str(tmp_path / "models")]) == 2
+    assert export_main(["--ensemble", str(folder / "a.keras"), "--base", str(tmp_path / "models")]) == 2
     assert "at least two models" in capsys.readouterr().err
 
 
-def test_a_served_ensemble_answers_the_client_like_a_single_model(tmp_path, model):
+def test_a_served_ensemble_answers_the_client_like_a_single_model(model, ensemble):
     from clients.client import EmotionClient
     from serving.config import single_model_config
     from serving.local.server import LocalServer
 
-    other = build_model("gimefive", width=1 / 16)
-    export_saved_model([model, other], tmp_path / "models", "ens", SIX.classes)
-    with LocalServer(single_model_config("ens", str(tmp_path / "models" / "ens")), port=0, poll_seconds=0) as srv:
+    folder, other = ensemble
+    with LocalServer(single_model_config("ens", str(folder / "models" / "ens")), port=0, poll_seconds=0) as srv:
         assert srv.registry.wait_until_available("ens", 60)
         with EmotionClient(srv.address, "ens", timeout=60) as client:
             faces = np.random.default_rng(3).integers(0, 256, (4, 64, 64, 1)).astype(np.uint8)
-            x = faces.astype(np.float32)
-            expected = (np.asarray(model(x)["probabilities"]) + np.asarray(other(x)["probabilities"])) / 2
+            expected = _ensemble_mean([model, other], faces.astype(np.float32))
             np.testing.assert_allclose(client.predict(faces).probabilities, expected, atol=1e-5)
             prediction, heatmaps = client.explain(faces)  # the video client's gradcam call
             assert heatmaps.shape[0] == 4 and client.classes == SIX.classes

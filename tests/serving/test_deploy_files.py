@@ -92,8 +92,10 @@ def test_kubernetes_manifest():
 
 def test_the_shipped_config_serves_what_export_writes(tmp_path, tiny_model):
     """models.config's /models/gimefive is where `fer_keras.export --base models --name gimefive` writes."""
-    for _ in range(2):
-        export_saved_model(tiny_model, tmp_path / "models", "gimefive", SIX.classes)
+    import shutil
+
+    first = export_saved_model(tiny_model, tmp_path / "models", "gimefive", SIX.classes)
+    shutil.copytree(first, first.parent / "2")  # a second version for the config's canary label
     args = build_parser().parse_args(["--model_config_file", str(SERVING / "models.config"),
                                       "--models_root", str(tmp_path / "models")])
     config = load_config(args)
