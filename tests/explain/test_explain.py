@@ -143,7 +143,10 @@ def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
     model, _ = trained
     path = export_saved_model(model, tmp_path, "g", SIX.classes)
     signatures = tf.saved_model.load(str(path)).signatures
-    x = faces.images[:10]
+    # A pixel of noise breaks the synthetic faces' flat patches, where a max-pool window holds tied maxima
+    # and the two graphs may route a gradient to different pixels (real faces have no such patches).
+    noise = np.random.default_rng(5).integers(-2, 3, faces.images[:10].shape)
+    x = np.clip(faces.images[:10].astype(int) + noise, 0, 255).astype(np.uint8)
     for method in SERVED_METHODS:
         out = signatures[CAM_METHODS[method].signature](face=tf.constant(x))
         vis = explain(model, x, method)
@@ -153,7 +156,8 @@ def test_every_served_signature_matches_tf_keras_vis(trained, faces, tmp_path):
             # the synthetic faces) the two graphs may route it to different pixels (7 of 40,960 differed once, 61 in
             # one clean-clone CI run under load: 0.15 %; the correlation below still holds every map to the other).
             close = np.isclose(served, vis.maps, atol=1e-4)
-            # integrated gradients sums 16 such passes (0.12 % of pixels differed once)
+            # integrated gradients sums 16 such passes (on the faces without noise 0.12 % of pixels differed once,
+            # 1.0 % in one full suite run; with it 0.02 % beside two busy processes)
             assert close.mean() >= (0.99 if CAM_METHODS[method].integrated else 0.995), (method, close.mean())
             assert min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(served, vis.maps)) > 0.99
         else:
