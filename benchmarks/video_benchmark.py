@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="BlazeFace alone: no O-Net verification and no second look (the detector before issue 28)")
     p.add_argument("--no-second-look", action="store_true",
                    help="BlazeFace verified but without its second look (the detector of session 10)")
+    p.add_argument("--second-look-model", choices=("back", "short", "full"), default=None,
+                   help="the BlazeFace model that looks first in each second-look window, the rear model where "
+                        "it finds no face (BENCHMARKS.md, session 19). Default: the rear model alone")
     p.add_argument("--verify-box-only", action="store_true",
                    help="O-Net verifies BlazeFace's own box alone, not also its FER2013 framing (before session 15)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
@@ -352,7 +355,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     blazeface_only = [f for f, on in (("--no-verify", args.no_verify), ("--no-second-look", args.no_second_look),
-                                      ("--verify-box-only", args.verify_box_only)) if on]
+                                      ("--verify-box-only", args.verify_box_only),
+                                      ("--second-look-model", args.second_look_model is not None)) if on]
+    if args.second_look_model and (args.no_verify or args.no_second_look):
+        print("error: --second-look-model chooses the second look's model; it does not go with --no-verify or "
+              "--no-second-look", file=sys.stderr)
+        return 2
     if blazeface_only and args.detector not in (None, "blazeface"):
         print(f"error: {', '.join(blazeface_only)} change BlazeFace; they do not go with --detector {args.detector}",
               file=sys.stderr)
@@ -397,10 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
                                 explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
         detector = None
-        if args.no_verify or args.no_second_look or args.verify_box_only:
+        if args.no_verify or args.no_second_look or args.verify_box_only or args.second_look_model:
             from fer_keras.detection import BlazeFaceDetector
 
             options = {"verify": None} if args.no_verify else {}
+            if args.second_look_model:
+                options["second_look_model"] = args.second_look_model
             if args.no_verify or args.no_second_look:
                 options["second_look"] = None
             detector = BlazeFaceDetector(**options, verify_framed=not args.verify_box_only)
@@ -432,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{('the keypoints, levelled' if config.level else 'the keypoints') if config.align else 'the box'}"
         f"{', BlazeFace unverified' if args.no_verify else ''}"
         f"{', BlazeFace without its second look' if args.no_second_look else ''}"
+        f"{', the ' + args.second_look_model + ' model looking first' if args.second_look_model else ''}"
         f"{', O-Net on the box alone' if args.verify_box_only else ''}"
         f"; cuts found: {len(summary.get('cuts', []))}"
     )

@@ -108,6 +108,10 @@ def test_blazeface_options_with_another_detector_are_one_clear_error(capsys):
     assert main(["--detector", "mtcnn", "--verify-box-only", "--no-verify"]) == 2
     err = capsys.readouterr().err
     assert "--no-verify, --verify-box-only change BlazeFace" in err and "--detector mtcnn" in err
+    assert main(["--detector", "haar", "--second-look-model", "short"]) == 2
+    assert "--second-look-model change BlazeFace" in capsys.readouterr().err
+    assert main(["--second-look-model", "short", "--no-second-look"]) == 2
+    assert "does not go with --no-verify or --no-second-look" in capsys.readouterr().err
 
 
 def test_the_crop_cost_interval_resamples_whole_faces_and_runs_pool(tmp_path, capsys):
