@@ -485,11 +485,11 @@ class BlazeFaceDetector:
             stays. Costs one BlazeFace pass per face found.
         second_look_model: a BlazeFace model that looks first in each window; where it finds no
             verified face the main ``model`` looks too. None: the main model alone. The short-range
-            model (128 px: 0.9 ms a pass here against the rear-camera model's 4.5) makes a detection
-            round a fifth cheaper with as many faces found and fewer false boxes on textured videos,
-            but its coarser boxes and keypoints cost 0.8-2.4 points of accuracy over detected faces
-            (BENCHMARKS.md, "The second look with the short-range model"): a choice for counting or
-            following faces, not for classifying them.
+            model (128 px against the rear-camera model's 256) makes a detection round a quarter
+            cheaper (24.8 against 32.7 ms here) with as many faces found and fewer false boxes on
+            textured videos, but its coarser boxes and keypoints cost 0.8-2.4 points of accuracy over
+            detected faces (BENCHMARKS.md, "the second look with the short-range model"): a choice for
+            counting or following faces, not for classifying them.
     """
 
     # Without verification: scores of FER2013 faces found in scenes (whole frame only, before the
@@ -647,22 +647,22 @@ class BlazeFaceDetector:
             alive &= ~group
         return out
 
-    def _framed(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
-        """The square that frames a BlazeFace box as FER2013 frames its faces (``FRAMING``)."""
-        factor, shift = self.FRAMING[self.model]
+    def _framed(self, x: float, y: float, w: float, h: float, model: str | None = None
+                ) -> tuple[float, float, float, float]:
+        """The square that frames a box of BlazeFace ``model`` (the main one by default) as FER2013 frames
+        its faces (``FRAMING``)."""
+        factor, shift = self.FRAMING[model or self.model]
         side = max(w, h) * factor
         cx, cy = x + w / 2, y + h / 2 + shift * max(w, h)
         return cx - side / 2, cy - side / 2, side, side
 
     def _as_main_box(self, box: np.ndarray) -> np.ndarray:
-        """A box of the second look's model as the main model would draw it: the same FER2013 framing
-        (``FRAMING``) once framed."""
-        x, y, w, h = box
-        look, main = self.FRAMING[self.second_look_model], self.FRAMING[self.model]
-        framed = max(w, h) * look[0]
-        cx, cy = x + w / 2, y + h / 2 + look[1] * max(w, h)
-        side = framed / main[0]
-        cy -= main[1] * side
+        """A box of the second look's model as the main model would draw it: the box whose FER2013 framing
+        (``FRAMING``) is the same square."""
+        x, y, framed, _ = self._framed(*box, model=self.second_look_model)
+        factor, shift = self.FRAMING[self.model]
+        side = framed / factor
+        cx, cy = x + framed / 2, y + framed / 2 - shift * side
         return np.array([cx - side / 2, cy - side / 2, side, side])
 
     def _face(self, box: np.ndarray, score: float, points: np.ndarray) -> Face:

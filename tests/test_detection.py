@@ -320,6 +320,8 @@ def test_a_second_look_gives_a_face_its_own_scale_and_splits_a_box_over_two(astr
     assert iou(own, truth[0]) > 0.8 and ran == [look_model]
     both = look((100, 100, 290, 190))  # one box over both faces
     assert len(both) == 2 and all(iou(b, t) > 0.7 for b, t in zip(both, truth))
+    box = np.array([30.0, 40.0, 80.0, 90.0])  # a box of the look's model, as the main model's: the same FER framing
+    np.testing.assert_allclose(detector._framed(*detector._as_main_box(box)), detector._framed(*box, model=look_model))
     cascade = ["back"] if look_model == "back" else ["short", "back"]  # the main model where the first finds none
     assert ran == cascade
     empty = (480, 330, 120, 120)  # texture only

@@ -34,6 +34,11 @@ def test_video_frames_are_scored_against_their_truth(tmp_path, capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(tmp_path))]
     assert [(r[1], r[2]) for r in rows] == [("blazeface", "3"), ("blazeface-once", "3")]
     assert all(float(r[3]) == 1.0 and float(r[4]) == 0.0 for r in rows), rows
+    # BlazeFace's mean time by part, per frame: the second look's is 0 where there is none.
+    parts = [dict(zip(r[8::2], (float(v.rstrip(",")) for v in r[9::2]))) for r in rows]
+    assert [set(p) for p in parts] == [{"blazeface", "verify", "second-look"}] * 2, rows
+    assert all(p["blazeface"] > 0 and p["verify"] > 0 for p in parts), rows
+    assert parts[0]["second-look"] > 0 and parts[1]["second-look"] == 0, rows
     assert main(["--video", str(tmp_path / "nowhere")]) == 2
     assert "holding test.mp4 and truth.json (missing in:" in capsys.readouterr().err
 
