@@ -10,13 +10,16 @@ one to one), false boxes per frame (drawn boxes that match no face, overall
 and in the first 10 frames of each shot), six-class accuracy over the faces
 found beside the accuracy on the same faces' own FER2013 images, tracks that
 continue across a cut or onto another face, and how often each face's heatmap
-was refreshed.
+was refreshed. With ``--classes seven`` the faces are FER+ test faces (the same
+FER2013 pictures) under their FER+ majority label, neutral included, and the
+seven-class model is served: the benchmark of the model for ordinary footage.
 
     python -m benchmarks.video_benchmark                                  # the shipped model
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --out runs/video-bench
     python -m benchmarks.video_benchmark --cut-every 15 --seconds 58 --background textured   # walls, fabric...
     python -m benchmarks.video_benchmark --video runs/video-bench --detector mtcnn   # the same video again
     python -m benchmarks.video_benchmark --pool runs/video-bench runs/video-bench-2   # crop cost, runs together
+    python -m benchmarks.video_benchmark --classes seven --cut-every 15 --seconds 58 --background textured
 """
 
 from __future__ import annotations
@@ -37,22 +40,38 @@ from fer_keras.explain.methods import DEFAULT_METHOD
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
+DEFAULT_FERPLUS = REPO.parent / "shared" / "data" / "ferplus"
+# The faces of each class view: the dataset they come from and the model served by default.
+FACES = {"six": ("fer2013", "gimefive-fer2013"), "seven": ("ferplus", "gimefive-ferplus")}
 
 
-def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
+def face_records(root: Path, classes: str = "six", split: str = "test") -> list[tuple[str, int]]:
+    """(image path, class index) of the labelled faces a video is built from: FER2013's for the six-class
+    view, FER+'s (majority label) for the seven-class one; faces outside the view (FER2013's neutral,
+    FER+'s contempt) are left out."""
+    from fer_keras.data.taxonomy import get_taxonomy
+
+    view = get_taxonomy(classes)
+    if FACES[classes][0] == "ferplus":
+        from fer_keras.data.readers.ferplus import read_ferplus as read
+    else:
+        from fer_keras.data.readers.fer2013 import read_fer2013 as read
+    records = [(r.path, view.index(r.emotion)) for r in read(str(root))[0] if r.split == split]
+    return [(path, label) for path, label in records if label is not None]
+
+
+def build_shots(root: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
                 size: tuple[int, int] = (640, 480), background: str = "blurred-noise",
-                with_faces: bool = True, split: str = "test") -> list[list[dict]]:
+                with_faces: bool = True, split: str = "test", classes: str = "six") -> list[list[dict]]:
     """A video cut into shots of ``cut_every`` frames: each shot a new background (``blurred-noise``:
     blurred noise around a new grey level; ``textured``: a texture of ``fer_keras.data.textures``, walls,
     fabric, foliage or noise, drawn at random) and one to three new FER2013 test faces of 120-200 px
     drifting apart (none with ``with_faces=False``: a face-free video, the same backgrounds); ``split``
-    "train" draws training faces instead (videos to choose a setting on). Returns per
-    frame the faces' boxes, labels, shot numbers and sources (the FER2013 image, relative to ``fer2013``)."""
-    from fer_keras.data.readers.fer2013 import read_fer2013
-    from fer_keras.data.taxonomy import SIX
-
+    "train" draws training faces instead (videos to choose a setting on); ``classes`` "seven" draws FER+
+    faces from the FER+ folders at ``root`` (:func:`face_records`). Returns per frame the faces' boxes,
+    labels (class indices of the view), shot numbers and sources (the image, relative to ``root``)."""
     rng = np.random.default_rng(seed)
-    records = [r for r in read_fer2013(str(fer2013))[0] if r.split == split and SIX.index(r.emotion) is not None]
+    records = face_records(root, classes, split)
     width, height = size
     frames = int(seconds * fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -76,12 +95,10 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
                     break
             else:
                 continue
-            record = records[int(rng.integers(len(records)))]
-            face = cv2.resize(
-                cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC
-            )
-            source = Path(os.path.relpath(record.path, fer2013)).as_posix()
-            people.append((face, SIX.index(record.emotion), pos, side, rng.uniform(-1.5, 1.5, 2), source))
+            image, label = records[int(rng.integers(len(records)))]
+            face = cv2.resize(cv2.imread(image, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
+            source = Path(os.path.relpath(image, root)).as_posix()
+            people.append((face, label, pos, side, rng.uniform(-1.5, 1.5, 2), source))
         for f in range(start, min(frames, start + cut_every)):
             frame = backdrop.copy()
             boxes = []
@@ -96,14 +113,11 @@ def build_shots(fer2013: Path, path: Path, seconds: float, cut_every: int, fps: 
     return truth
 
 
-def build_video(fer2013: Path, path: Path, seconds: float = 10.0, fps: int = 30, seed: int = 0,
-                size: tuple[int, int] = (640, 480)) -> list[list[dict]]:
+def build_video(root: Path, path: Path, seconds: float = 10.0, fps: int = 30, seed: int = 0,
+                size: tuple[int, int] = (640, 480), classes: str = "six") -> list[list[dict]]:
     """Writes the test video and returns its ground truth: per frame, the faces' boxes and labels."""
-    from fer_keras.data.readers.fer2013 import read_fer2013
-    from fer_keras.data.taxonomy import SIX
-
     rng = np.random.default_rng(seed)
-    records = [r for r in read_fer2013(str(fer2013))[0] if r.split == "test" and SIX.index(r.emotion) is not None]
+    records = face_records(root, classes)
     frames = int(seconds * fps)
     width, height = size
     # Faces come and go: three slots, each shows a face for 3-5 s, then may pause.
@@ -112,14 +126,12 @@ def build_video(fer2013: Path, path: Path, seconds: float = 10.0, fps: int = 30,
         t = 0 if slot == 0 else int(rng.integers(0, 2 * fps))
         while t < frames:
             length = int(rng.integers(3 * fps, 5 * fps))
-            record = records[int(rng.integers(len(records)))]
+            image, label = records[int(rng.integers(len(records)))]
             side = int(rng.integers(110, 170))
-            face = cv2.resize(
-                cv2.imread(record.path, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC
-            )
+            face = cv2.resize(cv2.imread(image, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
             pos = np.array([rng.uniform(0, width - side), rng.uniform(0, height - side)])
             vel = rng.uniform(-2.5, 2.5, 2)
-            schedule.append((t, min(frames, t + length), face, SIX.index(record.emotion), pos, vel))
+            schedule.append((t, min(frames, t + length), face, label, pos, vel))
             t += length + (int(rng.integers(0, fps)) if slot else 0)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     background = cv2.GaussianBlur(rng.integers(40, 200, (height, width), dtype=np.uint8), (0, 0), 25)
@@ -164,14 +176,14 @@ def _on_face(truth_box, box) -> float:
     return float(inside and 0.5 < max(w, h) / max(gw, gh) < 2)
 
 
-def clean_predictions(client, fer2013: Path, truth: list[list[dict]]) -> dict[str, str] | None:
-    """The served model's class for each pasted face's own FER2013 image, resized to the model's input as
-    the datasets are (None when the truth names no sources: a video built before they were recorded, or
-    the images are not at ``fer2013`` or do not decode)."""
+def clean_predictions(client, root: Path, truth: list[list[dict]]) -> dict[str, str] | None:
+    """The served model's class for each pasted face's own image (FER2013's or FER+'s, under ``root``),
+    resized to the model's input as the datasets are (None when the truth names no sources: a video built
+    before they were recorded, or the images are not at ``root`` or do not decode)."""
     from fer_keras.data.faces import _resize
 
     sources = sorted({g["source"] for gt in truth for g in gt if "source" in g})
-    images = [cv2.imread(str(fer2013 / s), cv2.IMREAD_GRAYSCALE) for s in sources]
+    images = [cv2.imread(str(root / s), cv2.IMREAD_GRAYSCALE) for s in sources]
     if not sources or any(image is None for image in images):
         return None
     faces = np.stack([_resize(image, client.face_size) for image in images])[..., None]
@@ -304,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-base-path", default=None, help="served SavedModel versions (default: --pretrained)")
     p.add_argument("--fer2013", default=str(DEFAULT_FER2013), help="FER2013 Kaggle folders")
+    p.add_argument("--ferplus", default=str(DEFAULT_FERPLUS), help="FER+ folders (the faces of --classes seven)")
+    p.add_argument("--classes", choices=tuple(FACES), default=None,
+                   help="six: FER2013 faces and labels; seven: FER+ faces under their majority label, neutral "
+                        "included. Default: six, or what a --video was built with")
     p.add_argument("--seconds", type=float, default=10.0, help="video length")
     p.add_argument("--seed", type=int, default=0, help="seed of the test video (faces, sizes, paths)")
     p.add_argument("--cut-every", type=int, default=0, help="cut into shots of this many frames (0: one shot)")
@@ -325,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify-box-only", action="store_true",
                    help="O-Net verifies BlazeFace's own box alone, not also its FER2013 framing (before session 15)")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
-    p.add_argument("--pretrained", default="gimefive-fer2013",
-                   help="shipped model served when --model-base-path is not given. Default: %(default)s")
+    p.add_argument("--pretrained", default=None,
+                   help="shipped model served when --model-base-path is not given. Default: gimefive-fer2013, "
+                        "gimefive-ferplus with --classes seven")
     p.add_argument("--detector", default=None, help="mtcnn, haar, blazeface (default: the analyzer's)")
     p.add_argument("--explain", default=DEFAULT_METHOD, choices=EXPLAIN_CHOICES,
                    help="served explanation method. Default: %(default)s (the analyzer's)")
@@ -365,12 +382,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(blazeface_only)} change BlazeFace; they do not go with --detector {args.detector}",
               file=sys.stderr)
         return 2
-    if not Path(args.fer2013, "test").is_dir():
-        print(f"FER2013 not found at {args.fer2013}", file=sys.stderr)
+    if args.video:
+        meta = Path(args.video) / "video.json"  # absent for videos built before --classes: six-class
+        classes = json.loads(meta.read_text())["classes"] if meta.is_file() else "six"
+        if args.classes not in (None, classes):
+            print(f"error: the video in {args.video} was built with --classes {classes}, not {args.classes}",
+                  file=sys.stderr)
+            return 2
+        args.classes = classes
+    args.classes = args.classes or "six"
+    dataset, args.pretrained = FACES[args.classes][0], args.pretrained or FACES[args.classes][1]
+    faces_root = Path(args.ferplus if dataset == "ferplus" else args.fer2013)
+    if not (faces_root / ("FER2013Test" if dataset == "ferplus" else "test")).is_dir():
+        print(f"{'FER+' if dataset == 'ferplus' else 'FER2013'} not found at {faces_root}", file=sys.stderr)
         return 2
     from clients.analyzer import AnalyzerConfig, VideoAnalyzer
     from clients.client import EmotionClient
     from clients.sources import open_source
+    from fer_keras.data.taxonomy import get_taxonomy
     from serving.local.embedded import start_embedded_server
 
     out = Path(args.out or tempfile.mkdtemp(prefix="video-bench-"))
@@ -381,11 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         video = out / "test.mp4"
         if args.cut_every:
-            truth = build_shots(Path(args.fer2013), video, args.seconds, args.cut_every, seed=args.seed,
-                                background=args.background, with_faces=not args.no_faces)
+            truth = build_shots(faces_root, video, args.seconds, args.cut_every, seed=args.seed,
+                                background=args.background, with_faces=not args.no_faces, classes=args.classes)
         else:
-            truth = build_video(Path(args.fer2013), video, args.seconds, seed=args.seed)
+            truth = build_video(faces_root, video, args.seconds, seed=args.seed, classes=args.classes)
         (out / "truth.json").write_text(json.dumps(truth))
+        (out / "video.json").write_text(json.dumps({"classes": args.classes}))
     base = args.model_base_path
     if base is None and not args.model_file:
         from fer_keras.exporting import serving_base
@@ -399,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             client = LiteRTClient(args.model_file)
         else:
             client = EmotionClient(server.address, "gimefive")
+        if tuple(client.classes) != get_taxonomy(args.classes).classes:
+            print(f"error: the video's faces are labelled in the {args.classes}-class view, the model classifies "
+                  f"{', '.join(client.classes)}", file=sys.stderr)
+            return 2
         tuned = {k: v for k, v in (("margin", args.margin), ("box_smoothing", args.box_smoothing),
                                    ("detector", args.detector), ("confirm_score", args.confirm_score),
                                    ("align", args.align), ("level", args.level)) if v is not None}
@@ -421,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         analyzer = VideoAnalyzer(client, config, detector=detector)
         summary = analyzer.run(open_source(str(video)), video_out=out / "annotated.mp4",
                                jsonl=out / "frames.jsonl", progress=False)
-        clean = clean_predictions(client, Path(args.fer2013), truth)
+        clean = clean_predictions(client, faces_root, truth)
     finally:
         if server is not None:
             server.stop(grace=1.0)
@@ -454,11 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"drawn boxes: recall@IoU0.4 {quality['recall']:.3f}, "
         f"false boxes per frame {quality['false_boxes_per_frame']:.3f}; "
-        f"six-class accuracy over detected faces {quality['accuracy_of_found']:.3f}; median IoU of the found "
+        f"{args.classes}-class accuracy over detected faces {quality['accuracy_of_found']:.3f}; "
+        f"median IoU of the found "
         f"{quality['median_overlap_of_found'] or float('nan'):.3f}"
     )
     if "clean_accuracy_of_found" in quality:
-        print(f"the same found faces, each classified from its own FER2013 image (the dataset's crop): accuracy "
+        print(f"the same found faces, each classified from its own {FACES[args.classes][0]} image "
+              f"(the dataset's crop): accuracy "
               f"{quality['clean_accuracy_of_found']:.3f}; the pipeline's crops cost "
               f"{100 * (quality['clean_accuracy_of_found'] - quality['accuracy_of_found']):.1f} points (95 % interval "
               f"{quality['crop_cost_interval'][0]:.1f} to {quality['crop_cost_interval'][1]:.1f}, faces resampled)")
@@ -467,9 +503,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "
               f"{quality['tracks_across_cuts']} across a cut, {quality['tracks_on_several_faces']} on several faces")
     print(f"classified crops: recall@IoU0.4 {cropped['recall']:.3f}; "
-          f"six-class accuracy of found faces: {cropped['accuracy_of_found']:.3f}")
+          f"{args.classes}-class accuracy of found faces: {cropped['accuracy_of_found']:.3f}")
     print(f"faces found (crop centre inside the ground truth, side within 2x): {centred['recall']:.3f}; "
-          f"six-class accuracy of found faces: {centred['accuracy_of_found']:.3f}")
+          f"{args.classes}-class accuracy of found faces: {centred['accuracy_of_found']:.3f}")
     print(f"heatmap refreshes per face per second: {refreshes / max(face_seconds, 1e-9):.2f}; "
           f"a face classified in every frame that has one: {every_frame}")
     (out / "benchmark.json").write_text(

@@ -1,5 +1,7 @@
 """The video benchmark's scoring: what counts as a found face."""
 
+from pathlib import Path
+
 from benchmarks.video_benchmark import score
 
 CLASSES = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
@@ -141,3 +143,49 @@ def test_soak_latency_per_minute():
     rows = per_minute(done)
     assert [r["minute"] for r in rows] == [1, 2, 3] and [r["requests"] for r in rows] == [3, 1, 1]
     assert rows[0]["p50_ms"] == 20.0 and rows[1]["p99_ms"] == 100.0
+
+
+def _ferplus_test_folder(root):
+    """A FER+ test folder of six faces: one per listed emotion (votes in label.csv's column order)."""
+    import cv2
+    import numpy as np
+
+    folder = root / "FER2013Test"
+    folder.mkdir(parents=True)
+    rows = []
+    # columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    for k, column in enumerate((0, 1, 2, 6, 7, 0)):
+        votes = [0] * 10
+        votes[column] = 8
+        votes[(column + 1) % 8] = 2
+        cv2.imwrite(str(folder / f"fer{k:07d}.png"), np.full((48, 48), 30 * k, np.uint8))
+        rows.append(f'fer{k:07d}.png,"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
+    (folder / "label.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_seven_class_video_draws_ferplus_faces_under_their_majority_label(tmp_path):
+    import cv2
+
+    from benchmarks.video_benchmark import build_shots, face_records
+
+    _ferplus_test_folder(tmp_path / "ferplus")
+    records = face_records(tmp_path / "ferplus", "seven")
+    # neutral is class 6 of the seven-class view; the contempt face is outside it
+    assert sorted(label for _, label in records) == [0, 1, 5, 6, 6]
+    truth = build_shots(tmp_path / "ferplus", tmp_path / "v.mp4", 1.0, 15, seed=4, background="textured",
+                        classes="seven")
+    assert len(truth) == 30 and cv2.VideoCapture(str(tmp_path / "v.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 30
+    pasted = {(g["source"], g["label"]) for gt in truth for g in gt}
+    assert pasted and pasted <= {(f"FER2013Test/{Path(p).name}", label) for p, label in records}
+
+
+def test_a_video_reused_under_another_class_view_is_one_clear_error(tmp_path, capsys):
+    import json
+
+    from benchmarks.video_benchmark import main
+
+    (tmp_path / "video.json").write_text(json.dumps({"classes": "seven"}))
+    assert main(["--video", str(tmp_path), "--classes", "six"]) == 2
+    assert f"the video in {tmp_path} was built with --classes seven, not six" in capsys.readouterr().err
+    assert main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "none")]) == 2  # its own view: FER+ faces
+    assert f"FER+ not found at {tmp_path / 'none'}" in capsys.readouterr().err
