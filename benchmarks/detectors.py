@@ -61,9 +61,9 @@ def make(name: str):
         words = name.split("-")[1:]
         model = next((w for w in words if w in BlazeFaceDetector.MODELS), "back")
         options = {"verify": None} if "unverified" in words else {}
-        if "onebox" in words:  # O-Net on BlazeFace's box alone (before session 15: no second, framed view)
+        if "onebox" in words:  # O-Net on BlazeFace's box alone (no second, FER-framed view)
             options["verify_framed"] = False
-        if {"once", "unverified"} & set(words):  # BlazeFace alone is the detector before issue 28: no second look
+        if {"once", "unverified"} & set(words):  # no second look
             options["second_look"] = None
         for word in words:
             if word.startswith("look") and word[4:] in BlazeFaceDetector.MODELS:

@@ -4,8 +4,8 @@ Both run on the same faces in one process, the way training feeds them, for
 ``--seconds`` each, alternating old and new for ``--rounds`` rounds:
 
 * old: :func:`fer_keras.data.shifts.robust_augment_per_face` on each batch of
-  ``--batch`` faces, batches spread over ``--threads`` threads (the feed
-  before issue 25: Keras' PyDataset workers calling it per batch);
+  ``--batch`` faces, batches spread over ``--threads`` threads (Keras'
+  PyDataset workers calling it per batch);
 * new: :class:`fer_keras.data.batches.FaceBatches` with the robust
   augmentation, epoch after epoch, on ``--threads`` threads (the vectorised
   :func:`fer_keras.data.robust.robust_augment` on chunks of whole batches).

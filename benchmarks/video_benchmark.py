@@ -332,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--level", action=argparse.BooleanOptionalAction, default=None,
                    help="keypoint-framed crops turned to level the eyes. Default: the analyzer's")
     p.add_argument("--no-verify", action="store_true",
-                   help="BlazeFace alone: no O-Net verification and no second look (the detector before issue 28)")
+                   help="BlazeFace alone: no O-Net verification and no second look")
     p.add_argument("--no-second-look", action="store_true",
-                   help="BlazeFace verified but without its second look (the detector of session 10)")
+                   help="BlazeFace verified but without its second look")
     p.add_argument("--second-look-model", choices=("back", "short", "full"), default=None,
                    help="the BlazeFace model that looks first in each second-look window, the rear model where "
-                        "it finds no face (BENCHMARKS.md, session 19). Default: the rear model alone")
+                        "it finds no face. Default: the rear model alone")
     p.add_argument("--verify-box-only", action="store_true",
-                   help="O-Net verifies BlazeFace's own box alone, not also its FER2013 framing (before session 15)")
+                   help="O-Net verifies BlazeFace's own box alone, not also its FER2013 framing")
     p.add_argument("--video", default=None, help="reuse the test.mp4 and truth.json in this folder")
     p.add_argument("--pretrained", default=None,
                    help="shipped model served when --model-base-path is not given. Default: gimefive-fer2013, "

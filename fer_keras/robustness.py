@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
                    help="cut detector crops framed from the keypoints (scaled and centred as FER2013; "
                         "fer_keras.detection.keypoint_square), as the video client does; --no-align: from the "
-                        "detector's box (the reports before issue 28). Default: %(default)s")
+                        "detector's box. Default: %(default)s")
     p.add_argument("--severities", default="1,2,3,4,5", help="severities 1 (mild) to 5. Default: %(default)s")
     p.add_argument("--faces", type=int, default=0, help="use about this many faces, every class in proportion (0: all)")
     p.add_argument("--detector-faces", type=int, default=300,
