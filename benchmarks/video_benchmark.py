@@ -203,7 +203,9 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     Where the ground truth has shots, also: false boxes in the first 10 frames
     of a shot, tracks seen in more than one shot, and tracks that matched more
     than one face. With ``clean`` (each source image's predicted class, the face as its dataset crops it),
-    also the accuracy of those predictions over the same found faces: what the pipeline's crops cost.
+    also the accuracy of those predictions over the same found faces: what the pipeline's crops cost,
+    overall and per true class (``per_class``: found instances, right in the video, right on their own
+    images).
     """
     from clients.tracking import iou
 
@@ -212,6 +214,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     total = found = correct = false = false_early = early_frames = clean_correct = clean_found = 0
     overlaps = []
     paired: list[tuple[tuple, int, int]] = []  # (face, right in the video, right on its own image) per instance
+    per_class = {name: [0, 0, 0] for name in classes}  # found instances with a source, right in video, right own
     shots_of_track: dict[int, set] = {}
     faces_of_track: dict[int, set] = {}
     shot_start = {}
@@ -239,6 +242,10 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
                     clean_correct += clean[g["source"]] == classes[g["label"]]
                     paired.append(((g.get("shot"), k, g["source"]), int(predicted == classes[g["label"]]),
                                    int(clean[g["source"]] == classes[g["label"]])))
+                    sums = per_class[classes[g["label"]]]
+                    sums[0] += 1
+                    sums[1] += predicted == classes[g["label"]]
+                    sums[2] += clean[g["source"]] == classes[g["label"]]
                 faces_of_track.setdefault(face.get("track"), set()).add((g.get("shot"), k))
         for face in record["faces"]:
             if gt and "shot" in gt[0]:
@@ -260,6 +267,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
         result["found_with_source"] = clean_found
         result["faces_paired"] = _per_face(paired)
         result["crop_cost_interval"] = crop_cost_interval(result["faces_paired"])
+        result["per_class"] = {name: sums for name, sums in per_class.items() if sums[0]}
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
                       tracks=len(shots_of_track),
@@ -289,9 +297,15 @@ def crop_cost_interval(faces: list[list[int]], resamples: int = 2000, seed: int 
     return [round(float(low), 2), round(float(high), 2)]
 
 
+def _per_class_line(per_class: dict[str, list[int]]) -> str:
+    return "per class, found instances: accuracy in the video / on their own images: " + ", ".join(
+        f"{name} {n}: {video / n:.3f} / {own / n:.3f}" for name, (n, video, own) in per_class.items())
+
+
 def pooled(runs: list[str]) -> int:
-    """Prints the crop cost over the found faces of several runs together, with its interval."""
-    faces = []
+    """Prints the crop cost over the found faces of several runs together, with its interval, and per true
+    class where every run recorded it."""
+    faces, results = [], []
     for run in runs:
         path = Path(run) / "benchmark.json"
         if not path.is_file():
@@ -303,12 +317,19 @@ def pooled(runs: list[str]) -> int:
                   "without sources)", file=sys.stderr)
             return 2
         faces += result["faces_paired"]
+        results.append(result)
     table = np.array(faces, float)
     video, own = table[:, 0].sum() / table[:, 2].sum(), table[:, 1].sum() / table[:, 2].sum()
     low, high = crop_cost_interval(faces)
     print(f"{len(runs)} runs, {len(faces)} faces, {int(table[:, 2].sum())} found instances: accuracy over detected "
           f"faces {video:.3f}, on their own images {own:.3f}; the crops cost {100 * (own - video):.1f} points "
           f"(95 % interval {low:.1f} to {high:.1f}, faces resampled)")
+    if all("per_class" in result for result in results):
+        per_class: dict[str, list[int]] = {}
+        for result in results:
+            for name, sums in result["per_class"].items():
+                per_class[name] = [a + b for a, b in zip(per_class.get(name, [0, 0, 0]), sums)]
+        print(_per_class_line(per_class))
     return 0
 
 
@@ -498,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{quality['clean_accuracy_of_found']:.3f}; the pipeline's crops cost "
               f"{100 * (quality['clean_accuracy_of_found'] - quality['accuracy_of_found']):.1f} points (95 % interval "
               f"{quality['crop_cost_interval'][0]:.1f} to {quality['crop_cost_interval'][1]:.1f}, faces resampled)")
+    if "per_class" in quality:
+        print(_per_class_line(quality["per_class"]))
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "

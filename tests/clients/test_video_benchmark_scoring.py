@@ -69,6 +69,8 @@ def test_clean_accuracy_is_taken_over_the_same_found_faces():
     result = score(truth, records, CLASSES, clean=clean)
     assert result["recall"] == 5 / 6 and result["accuracy_of_found"] == 3 / 5
     assert result["found_with_source"] == 5 and result["clean_accuracy_of_found"] == 3 / 5  # a right 3x, b wrong 2x
+    # per true class: found instances, right in the video, right on their own images
+    assert result["per_class"] == {"happiness": [3, 2, 3], "surprise": [2, 1, 0]}
     assert "clean_accuracy_of_found" not in score(truth, records, CLASSES)
 
 
@@ -134,6 +136,11 @@ def test_the_crop_cost_interval_resamples_whole_faces_and_runs_pool(tmp_path, ca
     assert main(["--pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     said = capsys.readouterr().out
     assert "2 runs, 100 faces, 1000 found instances" in said and "the crops cost 20.0 points" in said
+    assert "per class" not in said  # the runs recorded no per-class figures
+    for name, per_class in (("a", {"fear": [10, 4, 8]}), ("b", {"fear": [10, 6, 8], "anger": [5, 5, 5]})):
+        (tmp_path / name / "benchmark.json").write_text(json.dumps({"faces_paired": faces, "per_class": per_class}))
+    assert main(["--pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "fear 20: 0.500 / 0.800, anger 5: 1.000 / 1.000" in capsys.readouterr().out
 
 
 def test_soak_latency_per_minute():
