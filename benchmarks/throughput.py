@@ -13,6 +13,11 @@ inference through the exported-model path (a ``tf.function`` call); and
 mixed_bfloat16`` of training), which uses AMX / AVX512-BF16 where the CPU has them.
 ``keras-jax`` is the same Keras model and ``fit`` on the JAX backend
 (``KERAS_BACKEND=jax``; JAX from the ``bench`` extra), fed NumPy arrays.
+``keras-eigen`` is ``keras`` with TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``):
+the package turns them on where TensorFlow would leave them off (CPUs without AVX-512; ``fer_keras``).
+``--rounds`` runs the list that many times, interleaved, each round's figures printed.
+
+    python -m benchmarks.throughput --frameworks keras,keras-eigen --batch 64 --rounds 3
 """
 
 from __future__ import annotations
@@ -61,7 +66,10 @@ def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str =
     for _ in range(steps):
         call(xi).numpy()
     infer = infer_batch * steps / (time.perf_counter() - start)
-    return {"train_images_per_s": train, "inference_images_per_s": infer}
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {"train_images_per_s": train, "inference_images_per_s": infer,
+            "onednn": bool(_pywrap_util_port.IsMklEnabled())}
 
 
 def jax_figures(batch: int, steps: int) -> dict:
@@ -147,6 +155,8 @@ def _run(framework: str, args) -> dict | None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if framework == "keras-jax":
         env["KERAS_BACKEND"] = "jax"
+    if framework == "keras-eigen":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -161,20 +171,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps. Default: %(default)s")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both. Default: all cores")
     p.add_argument("--frameworks", default="keras,keras-xla,keras-bf16,keras-jax,torch",
-                   help="comma-separated: keras, keras-xla, keras-bf16, keras-jax, torch. Default: %(default)s")
+                   help="comma-separated: keras, keras-eigen, keras-xla, keras-bf16, keras-jax, torch. "
+                        "Default: %(default)s")
+    p.add_argument("--rounds", type=int, default=1, help="times the list runs, interleaved. Default: %(default)s")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         args.framework = args.child
         _child(args)
         return 0
-    results = {f: _run(f, args) for f in args.frameworks.split(",")}
+    rounds = [{f: _run(f, args) for f in args.frameworks.split(",")} for _ in range(args.rounds)]
+    results = rounds[-1]
     print(f"machine: {describe()}; {args.threads} threads; training batch {args.batch}, inference batch 128")
-    print("| implementation | train images/s | inference images/s |")
-    print("|---|---|---|")
-    for name, r in results.items():
-        if r:
-            print(f"| {name} | {r['train_images_per_s']:.1f} | {r['inference_images_per_s']:.1f} |")
+    print("| implementation | round | train images/s | inference images/s | TensorFlow's oneDNN kernels |")
+    print("|---|---|---|---|---|")
+    for k, figures in enumerate(rounds, 1):
+        for name, r in figures.items():
+            if r:
+                onednn = {True: "on", False: "off"}.get(r.get("onednn"), "-")
+                print(f"| {name} | {k} | {r['train_images_per_s']:.1f} | {r['inference_images_per_s']:.1f} "
+                      f"| {onednn} |")
     if results.get("torch"):
         t = results["torch"]
         for name in ("keras", "keras-xla", "keras-bf16"):

@@ -4,3 +4,5 @@ classification and served explanations over videos and a live camera (``python -
 ``from clients.client import EmotionClient`` is the library entry point; it imports nothing of
 ``serving`` and needs no model file.
 """
+
+import fer_keras  # noqa: E402, F401  (its environment defaults for TensorFlow, set before TensorFlow loads)

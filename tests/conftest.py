@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+import fer_keras  # noqa: F401  (first: the package's TensorFlow environment defaults, as its commands have them)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FER_KERAS_SHARED_DATA", REPO.parent / "shared" / "data"))
 FER2013 = SHARED_DATA / "fer2013"
