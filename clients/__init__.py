@@ -5,4 +5,4 @@ classification and served explanations over videos and a live camera (``python -
 ``serving`` and needs no model file.
 """
 
-import fer_keras  # noqa: E402, F401  (its environment defaults for TensorFlow, set before TensorFlow loads)
+import fer_keras  # noqa: F401  (its environment defaults for TensorFlow, set before TensorFlow loads)

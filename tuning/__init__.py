@@ -2,6 +2,8 @@
 model builders (``python -m tuning.search``); the best hyperparameters it writes feed
 ``python -m fer_keras.train --hparams``."""
 
+import fer_keras  # noqa: F401  (its environment defaults for TensorFlow, set before TensorFlow loads)
+
 # Distributed search: a worker silent for this long is let go and its trial runs again elsewhere
 # (tuning.runner.BudgetOracle); longer than one epoch of any trial.
 DEFAULT_WORKER_TIMEOUT_S = 1800.0
