@@ -196,3 +196,35 @@ def test_a_video_reused_under_another_class_view_is_one_clear_error(tmp_path, ca
     assert f"the video in {tmp_path} was built with --classes seven, not six" in capsys.readouterr().err
     assert main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "none")]) == 2  # its own view: FER+ faces
     assert f"FER+ not found at {tmp_path / 'none'}" in capsys.readouterr().err
+
+
+def test_a_served_model_of_another_class_view_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    import json
+
+    import clients.client
+    import serving.local.embedded
+    from benchmarks.video_benchmark import main
+
+    stopped = []
+
+    class Server:
+        address = "localhost:1"
+
+        def stop(self, grace=None):
+            stopped.append(grace)
+
+    class SixClassClient:
+        classes = tuple(CLASSES)
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(serving.local.embedded, "start_embedded_server", lambda *args, **kwargs: Server())
+    monkeypatch.setattr(clients.client, "EmotionClient", SixClassClient)
+    (tmp_path / "ferplus" / "FER2013Test").mkdir(parents=True)
+    (tmp_path / "video.json").write_text(json.dumps({"classes": "seven"}))
+    (tmp_path / "truth.json").write_text("[]")
+    code = main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "ferplus"), "--model-base-path", "models/x",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and stopped  # the server it started is stopped
+    assert "labelled in the seven-class view, the model classifies happiness, surprise" in capsys.readouterr().err
