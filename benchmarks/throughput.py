@@ -16,6 +16,8 @@ mixed_bfloat16`` of training), which uses AMX / AVX512-BF16 where the CPU has th
 ``keras-eigen`` is ``keras`` with TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``):
 the package turns them on where TensorFlow would leave them off (CPUs without AVX-512; ``fer_keras``).
 ``--rounds`` runs the list that many times, interleaved, each round's figures printed.
+On a 2-core AMD EPYC the timed ``fit`` kept landing on 20.5 or 41 s for 640 images whatever the
+setting: there, trust longer measurements (BENCHMARKS.md, "TensorFlow's oneDNN kernels on an AVX2 CPU").
 
     python -m benchmarks.throughput --frameworks keras,keras-eigen --batch 64 --rounds 3
 """

@@ -5,7 +5,7 @@ import os
 # TensorFlow's C++ start-up chatter (CPU feature notices, oneDNN) hides real output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on only for CPUs with AVX-512 VNNI, BF16 or AMX; on an AVX2-only
-# 2-core AMD EPYC they train GiMeFive about twice as fast and run the video client's defaults about 10 %
+# 2-core AMD EPYC they train GiMeFive 1.8x as fast and run the video client's defaults about 10 %
 # faster, with the same detections and classes (BENCHMARKS.md, "TensorFlow's oneDNN kernels on an AVX2
 # CPU"). Set before TensorFlow loads (the other packages but serving import this one first);
 # TF_ENABLE_ONEDNN_OPTS=0 in the environment keeps them off.

@@ -1,0 +1,26 @@
+"""benchmarks.throughput's own logic: which environment each implementation's process gets, and the rounds."""
+
+import json
+import subprocess
+
+
+def test_keras_eigen_turns_onednn_off_and_rounds_print_each_round(monkeypatch, capsys):
+    from benchmarks import throughput
+
+    seen = []
+
+    def fake_run(cmd, capture_output, text, env):
+        framework = cmd[cmd.index("--child") + 1]
+        seen.append((framework, env.get("TF_ENABLE_ONEDNN_OPTS")))
+        figures = {"train_images_per_s": 10.0 * len(seen), "inference_images_per_s": 100.0,
+                   "onednn": env.get("TF_ENABLE_ONEDNN_OPTS") != "0"}
+        return subprocess.CompletedProcess(cmd, 0, stdout="RESULT " + json.dumps(figures), stderr="")
+
+    monkeypatch.setattr(throughput.subprocess, "run", fake_run)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert throughput.main(["--frameworks", "keras,keras-eigen", "--rounds", "2"]) == 0
+    assert seen == [("keras", "1"), ("keras-eigen", "0"), ("keras", "1"), ("keras-eigen", "0")]
+    said = capsys.readouterr().out
+    for row in ("| keras | 1 | 10.0 | 100.0 | on |", "| keras-eigen | 1 | 20.0 | 100.0 | off |",
+                "| keras | 2 | 30.0 | 100.0 | on |", "| keras-eigen | 2 | 40.0 | 100.0 | off |"):
+        assert row in said
