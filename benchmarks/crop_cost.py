@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / f"{'textured' if args.faces_from == 'test' else 'train-textured'}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "truth.json").is_file():
-            truth = build_shots(fer2013, folder / "test.mp4", 58, 15, seed=seed, background="textured",
-                                split=args.faces_from)
+            try:
+                truth = build_shots(fer2013, folder / "test.mp4", 58, 15, seed=seed, background="textured",
+                                    split=args.faces_from)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             (folder / "truth.json").write_text(json.dumps(truth))
         truth = json.loads((folder / "truth.json").read_text())
         kinds, labels, cues = crops_of_video(folder / "test.mp4", truth, fer2013, args.every, size, scales)

@@ -60,6 +60,15 @@ def face_records(root: Path, classes: str = "six", split: str = "test") -> list[
     return [(path, label) for path, label in records if label is not None]
 
 
+def _read_face(image: str, side: int) -> np.ndarray:
+    """A dataset's face image, grey, resized to ``side`` x ``side`` as pasted into a video. ValueError naming
+    the file where it does not decode (a damaged or foreign file among the dataset's images)."""
+    face = cv2.imread(image, cv2.IMREAD_GRAYSCALE)
+    if face is None:
+        raise ValueError(f"cannot read the face image {image} (not an image, or damaged): the video is not built")
+    return cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
 def build_shots(root: Path, path: Path, seconds: float, cut_every: int, fps: int = 30, seed: int = 0,
                 size: tuple[int, int] = (640, 480), background: str = "blurred-noise",
                 with_faces: bool = True, split: str = "test", classes: str = "six") -> list[list[dict]]:
@@ -96,7 +105,7 @@ def build_shots(root: Path, path: Path, seconds: float, cut_every: int, fps: int
             else:
                 continue
             image, label = records[int(rng.integers(len(records)))]
-            face = cv2.resize(cv2.imread(image, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
+            face = _read_face(image, side)
             source = Path(os.path.relpath(image, root)).as_posix()
             people.append((face, label, pos, side, rng.uniform(-1.5, 1.5, 2), source))
         for f in range(start, min(frames, start + cut_every)):
@@ -128,7 +137,7 @@ def build_video(root: Path, path: Path, seconds: float = 10.0, fps: int = 30, se
             length = int(rng.integers(3 * fps, 5 * fps))
             image, label = records[int(rng.integers(len(records)))]
             side = int(rng.integers(110, 170))
-            face = cv2.resize(cv2.imread(image, cv2.IMREAD_GRAYSCALE), (side, side), interpolation=cv2.INTER_CUBIC)
+            face = _read_face(image, side)
             pos = np.array([rng.uniform(0, width - side), rng.uniform(0, height - side)])
             vel = rng.uniform(-2.5, 2.5, 2)
             schedule.append((t, min(frames, t + length), face, label, pos, vel))
@@ -430,11 +439,15 @@ def main(argv: list[str] | None = None) -> int:
         truth = json.loads((Path(args.video) / "truth.json").read_text())
     else:
         video = out / "test.mp4"
-        if args.cut_every:
-            truth = build_shots(faces_root, video, args.seconds, args.cut_every, seed=args.seed,
-                                background=args.background, with_faces=not args.no_faces, classes=args.classes)
-        else:
-            truth = build_video(faces_root, video, args.seconds, seed=args.seed, classes=args.classes)
+        try:
+            if args.cut_every:
+                truth = build_shots(faces_root, video, args.seconds, args.cut_every, seed=args.seed,
+                                    background=args.background, with_faces=not args.no_faces, classes=args.classes)
+            else:
+                truth = build_video(faces_root, video, args.seconds, seed=args.seed, classes=args.classes)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         (out / "truth.json").write_text(json.dumps(truth))
         (out / "video.json").write_text(json.dumps({"classes": args.classes}))
     base = args.model_base_path

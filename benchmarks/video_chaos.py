@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.fer2013, "test").is_dir():
             print(f"error: FER2013 not found at {args.fer2013}", file=sys.stderr)
             return 2
-        build_shots(Path(args.fer2013), video, args.seconds, 90, seed=11, background="textured")
+        try:
+            build_shots(Path(args.fer2013), video, args.seconds, 90, seed=11, background="textured")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     import cv2
 
     from fer_keras.exporting import serving_base

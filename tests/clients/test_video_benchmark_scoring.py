@@ -228,3 +228,19 @@ def test_a_served_model_of_another_class_view_is_one_clear_error(tmp_path, capsy
                  "--out", str(tmp_path / "out")])
     assert code == 2 and stopped  # the server it started is stopped
     assert "labelled in the seven-class view, the model classifies happiness, surprise" in capsys.readouterr().err
+
+
+def test_a_damaged_face_image_is_one_clear_error_naming_it(tmp_path, capsys):
+    from benchmarks.video_benchmark import main
+
+    _ferplus_test_folder(tmp_path / "ferplus")
+    for image in (tmp_path / "ferplus" / "FER2013Test").glob("*.png"):
+        image.write_bytes(b"not a png")  # every face damaged: whichever the seed draws
+    args = ["--classes", "seven", "--ferplus", str(tmp_path / "ferplus"), "--seconds", "1",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read the face image ") and "FER2013Test/fer" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert main(args + ["--cut-every", "15", "--background", "textured"]) == 2
+    assert "cannot read the face image" in capsys.readouterr().err
