@@ -16,8 +16,10 @@ mixed_bfloat16`` of training), which uses AMX / AVX512-BF16 where the CPU has th
 ``keras-eigen`` is ``keras`` with TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``):
 the package turns them on where TensorFlow would leave them off (CPUs without AVX-512; ``fer_keras``).
 ``--rounds`` runs the list that many times, interleaved, each round's figures printed.
-On a 2-core AMD EPYC the timed ``fit`` kept landing on 20.5 or 41 s for 640 images whatever the
-setting: there, trust longer measurements (BENCHMARKS.md, "TensorFlow's oneDNN kernels on an AVX2 CPU").
+Each figure is the batch over the *median* time of ``--steps`` timed steps (each training step, each
+inference call timed alone), with the slowest and fastest step beside it: on shared machines a step now
+and then takes twice as long, and one timed ``fit`` over all steps (the earlier method) landed on 20.5
+or 41 s for 640 images on a 2-core AMD EPYC whatever the setting.
 
     python -m benchmarks.throughput --frameworks keras,keras-eigen --batch 64 --rounds 3
 """
@@ -34,6 +36,28 @@ import time
 import numpy as np
 
 from benchmarks.machine import describe
+
+
+def timed(step, times: int) -> list[float]:
+    """Seconds each of ``times`` calls of ``step`` took."""
+    seconds = []
+    for _ in range(times):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def rate(images: int, seconds: list[float]) -> dict:
+    """Images per second at the median step time, and at the slowest and fastest step."""
+    return {"median": images / float(np.median(seconds)), "slowest": images / max(seconds),
+            "fastest": images / min(seconds)}
+
+
+def _figures(train: dict, infer: dict, **more) -> dict:
+    return {"train_images_per_s": train["median"], "train_range": [train["slowest"], train["fastest"]],
+            "inference_images_per_s": infer["median"], "inference_range": [infer["slowest"], infer["fastest"]],
+            **more}
 
 
 def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str = "float32") -> dict:
@@ -55,23 +79,18 @@ def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str =
     y = np.eye(6, dtype=np.float32)[rng.integers(0, 6, batch)]
     ds = tf.data.Dataset.from_tensors((x, {"logits": y})).repeat()
     model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # build and compile
-    start = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    train = batch * steps / (time.perf_counter() - start)
+    labels = {"logits": y}
+    model.train_on_batch(x, labels)  # its first call traces again
+    train = rate(batch, timed(lambda: model.train_on_batch(x, labels), steps))  # fit's compiled step, one at a time
 
-    infer_batch = 128
-    xi = tf.constant(rng.integers(0, 256, (infer_batch, 64, 64, 1)).astype(np.float32))
+    xi = tf.constant(rng.integers(0, 256, (128, 64, 64, 1)).astype(np.float32))
     call = tf.function(lambda t: model(t, training=False)["probabilities"], jit_compile=jit)
     for _ in range(3):
         call(xi).numpy()
-    start = time.perf_counter()
-    for _ in range(steps):
-        call(xi).numpy()
-    infer = infer_batch * steps / (time.perf_counter() - start)
+    infer = rate(128, timed(lambda: call(xi).numpy(), steps))
     from tensorflow.python.util import _pywrap_util_port
 
-    return {"train_images_per_s": train, "inference_images_per_s": infer,
-            "onednn": bool(_pywrap_util_port.IsMklEnabled())}
+    return _figures(train, infer, onednn=bool(_pywrap_util_port.IsMklEnabled()))
 
 
 def jax_figures(batch: int, steps: int) -> dict:
@@ -88,19 +107,15 @@ def jax_figures(batch: int, steps: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, 64, 64, 1)).astype(np.float32)
     y = np.eye(6, dtype=np.float32)[rng.integers(0, 6, batch)]
-    xs, ys = np.concatenate([x] * steps), {"logits": np.concatenate([y] * steps)}
-    model.fit(xs[: 3 * batch], {"logits": ys["logits"][: 3 * batch]}, batch_size=batch, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    train = batch * steps / (time.perf_counter() - start)
+    model.fit(np.concatenate([x] * 3), {"logits": np.concatenate([y] * 3)}, batch_size=batch, epochs=1, verbose=0)
+    labels = {"logits": y}
+    model.train_on_batch(x, labels)
+    train = rate(batch, timed(lambda: model.train_on_batch(x, labels), steps))
     xi = rng.integers(0, 256, (128, 64, 64, 1)).astype(np.float32)
     for _ in range(3):
         np.asarray(model.predict_on_batch(xi)["probabilities"])
-    start = time.perf_counter()
-    for _ in range(steps):
-        np.asarray(model.predict_on_batch(xi)["probabilities"])
-    infer = 128 * steps / (time.perf_counter() - start)
-    return {"train_images_per_s": train, "inference_images_per_s": infer}
+    infer = rate(128, timed(lambda: np.asarray(model.predict_on_batch(xi)["probabilities"]), steps))
+    return _figures(train, infer)
 
 
 def torch_figures(batch: int, steps: int, threads: int) -> dict:
@@ -124,20 +139,14 @@ def torch_figures(batch: int, steps: int, threads: int) -> dict:
     model.train()
     for _ in range(3):
         step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    train = batch * steps / (time.perf_counter() - start)
+    train = rate(batch, timed(step, steps))
     model.eval()
     xi = torch.randint(0, 256, (128, 1, 64, 64)).float()
     with torch.inference_mode():
         for _ in range(3):
             model(xi)
-        start = time.perf_counter()
-        for _ in range(steps):
-            torch.softmax(model(xi), dim=1)
-    infer = 128 * steps / (time.perf_counter() - start)
-    return {"train_images_per_s": train, "inference_images_per_s": infer}
+        infer = rate(128, timed(lambda: torch.softmax(model(xi), dim=1), steps))
+    return _figures(train, infer)
 
 
 def _child(args) -> None:
@@ -167,6 +176,10 @@ def _run(framework: str, args) -> dict | None:
     return None
 
 
+def _range(pair) -> str:
+    return f"{pair[0]:.1f}-{pair[1]:.1f}" if pair else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=32, help="training batch size. Default: %(default)s")
@@ -185,14 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [{f: _run(f, args) for f in args.frameworks.split(",")} for _ in range(args.rounds)]
     results = rounds[-1]
     print(f"machine: {describe()}; {args.threads} threads; training batch {args.batch}, inference batch 128")
+    print(f"images/s at the median of {args.steps} timed steps (slowest step - fastest step)")
     print("| implementation | round | train images/s | inference images/s | TensorFlow's oneDNN kernels |")
     print("|---|---|---|---|---|")
     for k, figures in enumerate(rounds, 1):
         for name, r in figures.items():
             if r:
                 onednn = {True: "on", False: "off"}.get(r.get("onednn"), "-")
-                print(f"| {name} | {k} | {r['train_images_per_s']:.1f} | {r['inference_images_per_s']:.1f} "
-                      f"| {onednn} |")
+                print(f"| {name} | {k} | {r['train_images_per_s']:.1f} ({_range(r.get('train_range'))}) "
+                      f"| {r['inference_images_per_s']:.1f} ({_range(r.get('inference_range'))}) | {onednn} |")
     if results.get("torch"):
         t = results["torch"]
         for name in ("keras", "keras-xla", "keras-bf16"):

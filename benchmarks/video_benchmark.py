@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-frames", type=int, default=8)
     p.add_argument("--margin", type=float, default=None, help="crop margin (default: the analyzer's)")
     p.add_argument("--box-smoothing", type=float, default=None, help="track box smoothing (default: the analyzer's)")
+    p.add_argument("--smoothing", type=float, default=None,
+                   help="weight of the newest frame in each track's moving average of probabilities, the class "
+                        "scored (1 = none; default: the analyzer's)")
     p.add_argument("--confirm-score", type=float, default=None, help="(default: the detector's)")
     p.add_argument("--candidate-threshold", type=float, default=None,
                    help="MTCNN P-Net/R-Net threshold (default: the detector's)")
@@ -468,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(client.classes)}", file=sys.stderr)
             return 2
         tuned = {k: v for k, v in (("margin", args.margin), ("box_smoothing", args.box_smoothing),
+                                   ("smoothing", args.smoothing),
                                    ("detector", args.detector), ("confirm_score", args.confirm_score),
                                    ("align", args.align), ("level", args.level)) if v is not None}
         config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
@@ -506,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         f"video: {len(records)} frames 640x480 @30 fps, {shots} shot(s), {quality['ground_truth_faces']} face "
         f"instances; detector {config.detector} every {args.detect_every} frames, explanations "
         f"{args.explain + ' every ' + str(args.explain_every) + ' frames' if args.explain != 'none' else 'off'}; "
-        f"crop margin {config.margin}, box smoothing {config.box_smoothing}, crops from "
+        f"crop margin {config.margin}, box smoothing {config.box_smoothing}, probability smoothing "
+        f"{config.smoothing}, crops from "
         f"{('the keypoints, levelled' if config.level else 'the keypoints') if config.align else 'the box'}"
         f"{', BlazeFace unverified' if args.no_verify else ''}"
         f"{', BlazeFace without its second look' if args.no_second_look else ''}"

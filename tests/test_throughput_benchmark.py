@@ -21,6 +21,18 @@ def test_keras_eigen_turns_onednn_off_and_rounds_print_each_round(monkeypatch, c
     assert throughput.main(["--frameworks", "keras,keras-eigen", "--rounds", "2"]) == 0
     assert seen == [("keras", "1"), ("keras-eigen", "0"), ("keras", "1"), ("keras-eigen", "0")]
     said = capsys.readouterr().out
-    for row in ("| keras | 1 | 10.0 | 100.0 | on |", "| keras-eigen | 1 | 20.0 | 100.0 | off |",
-                "| keras | 2 | 30.0 | 100.0 | on |", "| keras-eigen | 2 | 40.0 | 100.0 | off |"):
+    for row in ("| keras | 1 | 10.0 (-) | 100.0 (-) | on |", "| keras-eigen | 1 | 20.0 (-) | 100.0 (-) | off |",
+                "| keras | 2 | 30.0 (-) | 100.0 (-) | on |", "| keras-eigen | 2 | 40.0 (-) | 100.0 (-) | off |"):
         assert row in said
+
+
+def test_each_figure_is_the_median_step_with_the_slowest_and_fastest_beside_it(monkeypatch):
+    from benchmarks import throughput
+
+    clock = iter([0.0, 1.0, 1.0, 3.0, 3.0, 3.5, 3.5, 4.5, 4.5, 9.5])  # steps of 1, 2, 0.5, 1 and 5 s
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
+    calls = []
+    seconds = throughput.timed(lambda: calls.append(1), 5)
+    assert seconds == [1.0, 2.0, 0.5, 1.0, 5.0] and len(calls) == 5
+    assert throughput.rate(64, seconds) == {"median": 64.0, "slowest": 12.8, "fastest": 128.0}  # one slow step
+    # does not move the median, as it moved a timed fit over all five steps (64 * 5 / 9.5 = 33.7 images/s)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.video_benchmark import score
 
 CLASSES = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
@@ -244,3 +246,45 @@ def test_a_damaged_face_image_is_one_clear_error_naming_it(tmp_path, capsys):
     assert err.count("\n") == 1  # one line, no traceback
     assert main(args + ["--cut-every", "15", "--background", "textured"]) == 2
     assert "cannot read the face image" in capsys.readouterr().err
+
+
+def test_smoothing_and_the_other_tuned_settings_reach_the_analyzer(tmp_path, monkeypatch):
+    import json
+
+    import clients.analyzer
+    import clients.client
+    import serving.local.embedded
+    from benchmarks.video_benchmark import main
+    from fer_keras.data.taxonomy import get_taxonomy
+
+    class Server:
+        address = "localhost:1"
+
+        def stop(self, grace=None):
+            pass
+
+    class SevenClassClient:
+        classes = get_taxonomy("seven").classes
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    seen = {}
+
+    class Configured(Exception):
+        pass
+
+    def config(**kwargs):
+        seen.update(kwargs)
+        raise Configured
+
+    monkeypatch.setattr(serving.local.embedded, "start_embedded_server", lambda *args, **kwargs: Server())
+    monkeypatch.setattr(clients.client, "EmotionClient", SevenClassClient)
+    monkeypatch.setattr(clients.analyzer, "AnalyzerConfig", config)
+    (tmp_path / "ferplus" / "FER2013Test").mkdir(parents=True)
+    (tmp_path / "video.json").write_text(json.dumps({"classes": "seven"}))
+    (tmp_path / "truth.json").write_text("[]")
+    with pytest.raises(Configured):
+        main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "ferplus"), "--model-base-path", "models/x",
+              "--smoothing", "0.3", "--margin", "0.1", "--out", str(tmp_path / "out")])
+    assert seen["smoothing"] == 0.3 and seen["margin"] == 0.1 and "box_smoothing" not in seen  # unset: the default
