@@ -18,8 +18,8 @@ the package turns them on where TensorFlow would leave them off (CPUs without AV
 ``--rounds`` runs the list that many times, interleaved, each round's figures printed.
 Each figure is the batch over the *median* time of ``--steps`` timed steps (each training step, each
 inference call timed alone), with the slowest and fastest step beside it: on shared machines a step now
-and then takes twice as long, and one timed ``fit`` over all steps (the earlier method) landed on 20.5
-or 41 s for 640 images on a 2-core AMD EPYC whatever the setting.
+and then takes twice as long, and a single timed ``fit`` over all the steps landed on 20.5 or 41 s for
+640 images on a 2-core AMD EPYC whatever the setting.
 
     python -m benchmarks.throughput --frameworks keras,keras-eigen --batch 64 --rounds 3
 """
