@@ -18,8 +18,8 @@ face's size in the frame (eyes to mouth, between the eyes, the box) predict the 
 FER2013 image: where they agree with each other and not with the image, the dataset's own framing varies
 and no crop can follow it. Over all videos' found faces: the crop's cost by quarter of its size error and
 of its centre error against the pasted square (does the loss follow the framing?), and the framing's size
-by true class (are some expressions framed differently, an open mouth lengthening eyes-to-mouth?). The classifier is the served SavedModel of the shipped model (flip averaging
-inside), run in this process.
+by true class (are some expressions framed differently, an open mouth lengthening eyes-to-mouth?). The
+classifier is the served SavedModel of the shipped model (flip averaging inside), run in this process.
 
     python -m benchmarks.crop_cost --seeds 0,1,2,3,4,5,6 --out runs/crop-cost
     python -m benchmarks.crop_cost --seeds 7,8,9 --out runs/crop-cost     # videos built after a choice
