@@ -474,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
                                    ("smoothing", args.smoothing),
                                    ("detector", args.detector), ("confirm_score", args.confirm_score),
                                    ("align", args.align), ("level", args.level)) if v is not None}
-        config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
-                                explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
+        try:
+            config = AnalyzerConfig(detect_every=args.detect_every, explain=args.explain,
+                                    explain_every=args.explain_every, batch_frames=args.batch_frames, **tuned)
+        except ValueError as exc:  # a setting out of range
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         detector = None
         if args.no_verify or args.no_second_look or args.verify_box_only or args.second_look_model:
             from fer_keras.detection import BlazeFaceDetector

@@ -248,7 +248,7 @@ def test_a_damaged_face_image_is_one_clear_error_naming_it(tmp_path, capsys):
     assert "cannot read the face image" in capsys.readouterr().err
 
 
-def test_smoothing_and_the_other_tuned_settings_reach_the_analyzer(tmp_path, monkeypatch):
+def test_smoothing_and_the_other_tuned_settings_reach_the_analyzer(tmp_path, monkeypatch, capsys):
     import json
 
     import clients.analyzer
@@ -288,3 +288,9 @@ def test_smoothing_and_the_other_tuned_settings_reach_the_analyzer(tmp_path, mon
         main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "ferplus"), "--model-base-path", "models/x",
               "--smoothing", "0.3", "--margin", "0.1", "--out", str(tmp_path / "out")])
     assert seen["smoothing"] == 0.3 and seen["margin"] == 0.1 and "box_smoothing" not in seen  # unset: the default
+    monkeypatch.undo()  # the real settings: a value out of range is one clear error, not a traceback
+    monkeypatch.setattr(serving.local.embedded, "start_embedded_server", lambda *args, **kwargs: Server())
+    monkeypatch.setattr(clients.client, "EmotionClient", SevenClassClient)
+    assert main(["--video", str(tmp_path), "--ferplus", str(tmp_path / "ferplus"), "--model-base-path", "models/x",
+                 "--smoothing", "2", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "error: smoothing must be in (0, 1]; got 2.0\n"
