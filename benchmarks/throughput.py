@@ -88,9 +88,19 @@ def keras_figures(batch: int, steps: int, threads: int, jit: bool, policy: str =
     for _ in range(3):
         call(xi).numpy()
     infer = rate(128, timed(lambda: call(xi).numpy(), steps))
-    from tensorflow.python.util import _pywrap_util_port
+    return _figures(train, infer, onednn=onednn_enabled())
 
-    return _figures(train, infer, onednn=bool(_pywrap_util_port.IsMklEnabled()))
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process; None where it cannot say.
+
+    TensorFlow offers no public call for this; its internal ``IsMklEnabled`` is asked, and a TensorFlow
+    without it leaves the table's column at "-" instead of stopping the benchmark."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def jax_figures(batch: int, steps: int) -> dict:

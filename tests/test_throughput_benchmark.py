@@ -36,3 +36,14 @@ def test_each_figure_is_the_median_step_with_the_slowest_and_fastest_beside_it(m
     assert seconds == [1.0, 2.0, 0.5, 1.0, 5.0] and len(calls) == 5
     assert throughput.rate(64, seconds) == {"median": 64.0, "slowest": 12.8, "fastest": 128.0}  # one slow step
     # does not move the median, as it moved a timed fit over all five steps (64 * 5 / 9.5 = 33.7 images/s)
+
+
+def test_onednn_column_says_what_tensorflow_runs_and_dash_where_it_cannot_tell(monkeypatch):
+    import types
+
+    from tensorflow.python import util
+
+    from benchmarks import throughput
+    assert throughput.onednn_enabled() in (True, False)
+    monkeypatch.setattr(util, "_pywrap_util_port", types.SimpleNamespace(), raising=False)
+    assert throughput.onednn_enabled() is None
