@@ -38,7 +38,7 @@ def test_each_figure_is_the_median_step_with_the_slowest_and_fastest_beside_it(m
     # does not move the median, as it moved a timed fit over all five steps (64 * 5 / 9.5 = 33.7 images/s)
 
 
-def test_onednn_column_says_what_tensorflow_runs_and_dash_where_it_cannot_tell(monkeypatch):
+def test_onednn_says_what_tensorflow_runs_and_none_where_it_cannot_tell(monkeypatch):
     import types
 
     from tensorflow.python import util
