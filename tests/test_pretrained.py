@@ -172,3 +172,35 @@ def test_measure_records_the_test_report_and_a_fixed_sample(tmp_path, capsys):
     assert "--sample needs SOURCE=PATH" in capsys.readouterr().err
     assert pretrained_cli(["measure", "tiny", "--out", str(tmp_path), "--sample", f"lfw={data}"]) == 2
     assert "unknown sample source 'lfw'" in capsys.readouterr().err
+
+
+def test_pack_from_a_run_keeps_the_replaced_weights_and_no_machine_path(tmp_path, monkeypatch):
+    """A run's best.keras takes the run's metrics and TTA choice; a model made from the run's checkpoints
+    (a soup) does not; the replaced weights' record is kept; the run folder is recorded as named."""
+    classes = ["happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "r7"
+    run.mkdir(parents=True)
+    best = build_model("gimefive", num_classes=6, input_size=32, width=1 / 16)
+    best.save(run / "best.keras")
+    build_model("gimefive", num_classes=6, input_size=32, width=1 / 16).save(run / "soup.keras")
+    config = {"model": "gimefive", "width": 1 / 16, "data": {"image_size": 32}, "run_dir": "/machine/only/r7"}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "state.json").write_text(json.dumps({"epochs_done": 36, "best_epoch": 35}))
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "flip_tta": True}))
+    assert pretrained_cli(["pack", "runs/r7/best.keras", "--name", "tiny", "--run-dir", "runs/r7",
+                           "--out", "shipped"]) == 0
+    meta = pretrained.info("tiny", tmp_path / "shipped")
+    assert meta["selected_epoch"] == 35 and meta["run_metrics"]["accuracy"] == 0.5 and meta["flip_tta"] is True
+    assert meta["recipe"]["run_dir"] == "runs/r7" and "replaces" not in meta
+    assert "/machine/" not in (tmp_path / "shipped" / "tiny.json").read_text()
+    manifest = tmp_path / "shipped" / "tiny.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "test": {"accuracy": 0.4}}))
+    assert pretrained_cli(["pack", "runs/r7/soup.keras", "--name", "tiny", "--run-dir", "runs/r7",
+                           "--no-flip-tta", "--out", "shipped"]) == 0
+    meta = pretrained.info("tiny", tmp_path / "shipped")
+    assert "run_metrics" not in meta and "selected_epoch" not in meta and meta["run_best_epoch"] == 35
+    assert meta["flip_tta"] is False and meta["source"] == "runs/r7/soup.keras"
+    assert meta["replaces"]["test"] == {"accuracy": 0.4} and meta["replaces"]["selected_epoch"] == 35
+    assert meta["classes"] == classes
+    assert pretrained.load("tiny", tmp_path / "shipped").count_params() == best.count_params()

@@ -57,6 +57,8 @@ def _measure_command(args: argparse.Namespace) -> int:
 
 # What pack reads from a portable training manifest.
 MANIFEST_KEYS = ("architecture", "recipe", "data", "epochs_done", "best_epoch", "val_accuracy", "backend")
+# What is kept of a shipped model that a new pack replaces or starts from.
+KEPT_KEYS = ("name", "source", "recipe", "selected_epoch", "epochs_done", "test", "init_from")
 
 
 def _pack_command(args: argparse.Namespace) -> int:
@@ -66,16 +68,23 @@ def _pack_command(args: argparse.Namespace) -> int:
     model = load_keras_model(args.model)
     taxonomy = infer_taxonomy(model, args.classes)
     extra: dict = {"source": str(args.model)}
+    flip_tta = args.flip_tta
     if args.run_dir:
         run = Path(args.run_dir)
         config = json.loads((run / "config.json").read_text())
-        extra["recipe"] = config
-        if (run / "metrics.json").is_file():
-            extra["run_metrics"] = json.loads((run / "metrics.json").read_text())
-            extra["flip_tta"] = bool(extra["run_metrics"].get("flip_tta", False))  # chosen on validation by training
-        if (run / "state.json").is_file():
-            state = json.loads((run / "state.json").read_text())
-            extra["epochs_done"], extra["selected_epoch"] = state["epochs_done"], state["best_epoch"]
+        # The run's folder as the command named it: the one config.json holds may be a path of the training machine.
+        extra["recipe"] = {**config, "run_dir": str(args.run_dir)}
+        state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else None
+        if Path(args.model).resolve() == (run / "best.keras").resolve():
+            if (run / "metrics.json").is_file():
+                extra["run_metrics"] = json.loads((run / "metrics.json").read_text())
+                if flip_tta is None:  # chosen on validation by training
+                    flip_tta = bool(extra["run_metrics"].get("flip_tta", False))
+            if state:
+                extra["epochs_done"], extra["selected_epoch"] = state["epochs_done"], state["best_epoch"]
+        elif state:
+            # A model made from the run's checkpoints (a soup, an adjusted head): the run's metrics are best.keras's.
+            extra["epochs_done"], extra["run_best_epoch"] = state["epochs_done"], state["best_epoch"]
         architecture = architecture_record(config["model"], config["data"]["image_size"], config["width"],
                                            options=config.get("model_options", {}))
     elif args.manifest:
@@ -92,12 +101,17 @@ def _pack_command(args: argparse.Namespace) -> int:
         if start and not start.endswith(".json") and (Path(args.out) / f"{start}.json").is_file():
             # the model it started from is about to be replaced: keep how that one was made
             before = info(start, Path(args.out))
-            extra["started_from"] = {k: before[k] for k in ("name", "source", "recipe", "selected_epoch", "epochs_done",
-                                                           "test", "init_from") if k in before}
+            extra["started_from"] = {k: before[k] for k in KEPT_KEYS if k in before}
     else:
         architecture = architecture_record(args.architecture, int(model.input_shape[1]))
-    if args.flip_tta:
+    if (Path(args.out) / f"{args.name}.json").is_file():
+        # the weights about to be replaced: keep how they were made and what they scored, beside the new
+        before = info(args.name, Path(args.out))
+        extra["replaces"] = {k: before[k] for k in (*KEPT_KEYS, "sample", "flip_tta") if k in before}
+    if flip_tta:
         extra["flip_tta"] = True
+    elif flip_tta is False:
+        extra["flip_tta"] = False
     path = pack(model, args.name, Path(args.out), list(taxonomy.classes), architecture, extra)
     print(path)
     return 0
@@ -116,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--run-dir", default=None, help="the run that trained it (recipe, metrics, epochs)")
     k.add_argument("--manifest", default=None,
                    help="the fer_keras.portable manifest (NAME.json) that trained it, instead of --run-dir")
-    k.add_argument("--flip-tta", action="store_true",
-                   help="serve with flip test-time augmentation (decide it on validation: evaluate --split val)")
+    k.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve with flip test-time augmentation or not (decide it on validation: evaluate --split "
+                        "val). Default: what training chose for the run's best.keras, otherwise off")
     k.add_argument("--architecture", default=DEFAULT_MODEL, help="model registry name when there is no --run-dir")
     k.add_argument("--classes", choices=CLASS_VIEWS, default=None)
     k.add_argument("--out", default=str(WEIGHTS_DIR), help="Default: the package's weights folder")
