@@ -136,6 +136,41 @@ def test_command_writes_table_json_and_figure(tmp_path, capsys, tiny_model):
     assert "mean over the shift suite" in out and "rotation" in out
 
 
+def test_an_interrupted_report_resumes_from_its_finished_rows(tmp_path, capsys, tiny_model, monkeypatch):
+    argv = ["--model", tiny_model, "--image-size", "32", "--synthetic-per-class", "10", "--shifts", "blur,rotation",
+            "--severities", "2,4", "--out", str(tmp_path / "r")]
+    real_shift = robustness.apply_shift
+
+    def failing_on(name):
+        def apply(images, shift, severity, seed):
+            if shift == name:
+                raise KeyboardInterrupt  # the session ends in this row
+            return real_shift(images, shift, severity, seed)
+        return apply
+
+    monkeypatch.setattr(robustness, "apply_shift", failing_on("rotation"))
+    with pytest.raises(KeyboardInterrupt):
+        robustness.main(argv)
+    partial = json.loads((tmp_path / "r" / robustness.PARTIAL).read_text())
+    assert set(partial["report"]["shifts"]) == {"blur"} and not (tmp_path / "r" / "robustness.json").exists()
+    # Run again: blur is not computed again (it would fail now), rotation is; the partial file goes.
+    monkeypatch.setattr(robustness, "apply_shift", failing_on("blur"))
+    assert robustness.main(argv) == 0
+    assert "resuming" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r" / "robustness.json").read_text())
+    assert set(report["shifts"]) == {"blur", "rotation"}
+    assert report["models"][tiny_model]["shifts"]["blur"] == partial["report"]["models"][tiny_model]["shifts"]["blur"]
+    assert "suite_mean" in report["models"][tiny_model] and not (tmp_path / "r" / robustness.PARTIAL).exists()
+    # Other settings (here the seed, which draws the shifts) never reuse an earlier run's rows.
+    monkeypatch.setattr(robustness, "apply_shift", failing_on("rotation"))
+    with pytest.raises(KeyboardInterrupt):
+        robustness.main(argv)
+    calls = []
+    monkeypatch.setattr(robustness, "apply_shift", lambda *a: calls.append(a[1]) or real_shift(*a))
+    assert robustness.main([*argv, "--seed", "1"]) == 0
+    assert "starting afresh" in capsys.readouterr().err and calls.count("blur") == 2
+
+
 def test_cross_source_is_evaluated_in_full(tmp_path, capsys, tiny_model, image_writer):
     for emotion, n in (("happy", 3), ("angry", 2), ("neutral", 2)):
         for i in range(n):
