@@ -517,8 +517,11 @@ def main(argv: list[str] | None = None) -> int:
             partial = Path(args.out) / PARTIAL
             settings = report_settings(args, models, view, primary)
             if partial.is_file():
-                earlier = json.loads(partial.read_text())
-                if earlier.get("settings") == settings:
+                try:
+                    earlier = json.loads(partial.read_text())
+                except ValueError:
+                    earlier = {}  # unreadable: its rows are computed again
+                if earlier.get("settings") == settings and "report" in earlier:
                     done = earlier["report"]
                     print(f"resuming {partial}: {len(done['shifts'])} rows done", file=sys.stderr)
                 else:

@@ -169,6 +169,13 @@ def test_an_interrupted_report_resumes_from_its_finished_rows(tmp_path, capsys, 
     monkeypatch.setattr(robustness, "apply_shift", lambda *a: calls.append(a[1]) or real_shift(*a))
     assert robustness.main([*argv, "--seed", "1"]) == 0
     assert "starting afresh" in capsys.readouterr().err and calls.count("blur") == 2
+    # An unreadable file (not a report) is no reason to stop: its rows are computed again.
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(robustness, "apply_shift", failing_on("rotation"))
+        robustness.main(argv)
+    (tmp_path / "r" / robustness.PARTIAL).write_text("{not json")
+    monkeypatch.setattr(robustness, "apply_shift", real_shift)
+    assert robustness.main(argv) == 0 and "starting afresh" in capsys.readouterr().err
 
 
 def test_cross_source_is_evaluated_in_full(tmp_path, capsys, tiny_model, image_writer):
