@@ -242,8 +242,8 @@ def run_report(models: list[Scored], faces, shifts: list[str], severities: list[
     """The robustness report of ``models`` on ``faces`` (a FaceSet) as a JSON-able dict.
 
     ``done`` is an earlier, unfinished report of the same models, faces and settings: its finished rows
-    are taken as they are (a 1,000-face report of two models takes hours on two cores, the detector
-    rows most). ``save(report)`` is called after each row, so an interrupted run loses one row at most.
+    are taken as they are (the module's docstring gives the time a 1,000-face report takes).
+    ``save(report)`` is called after each row, so an interrupted run loses one row at most.
     """
     labels = faces.labels
     size = faces.images.shape[1]
