@@ -1,11 +1,7 @@
 """``python -m fer_keras.average``: one model from the weights of several checkpoints of one training run.
 
-The checkpoints of the last epochs of a cosine cycle lie close together in weight space; their
-element-wise mean (stochastic weight averaging, Izmailov et al. 2018; a "model soup", Wortsman et al.
-2022) is often a little more accurate than any one of them, and costs nothing at inference: the
-result is an ordinary model of the same architecture. Every weight is averaged, the BatchNorm layers'
-moving statistics included (the checkpoints of one run's tail share their statistics closely; they
-are not re-estimated).
+The element-wise mean of every weight, BatchNorm's moving statistics included (a "model soup",
+:mod:`fer_keras.candidates` says why); the result is an ordinary model of the same architecture.
 
 With ``--data`` the candidates are ranked by validation accuracy and a greedy soup is made: starting
 from the best, each next checkpoint joins the average only if the average's validation accuracy does
@@ -26,51 +22,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer_keras.candidates import average_weights, greedy_soup
 from fer_keras.cli import add_data_arguments, add_validation_arguments, save_with_report, validation_faces
 from fer_keras.data.readers.common import DatasetError
-
-
-def average_weights(models: list[keras.Model], names: list[str] | None = None) -> keras.Model:
-    """A copy of ``models[0]`` holding the element-wise mean of every model's weights (floating-point
-    weights only; counters and other integer variables are the first model's)."""
-    if not models:
-        raise ValueError("no models to average")
-    names = names or [f"model {i + 1}" for i in range(len(models))]
-    first = models[0].get_weights()
-    stacks = [[w] for w in first]
-    for model, name in zip(models[1:], names[1:]):
-        weights = model.get_weights()
-        shapes = [w.shape for w in weights]
-        if len(weights) != len(first) or shapes != [w.shape for w in first]:
-            raise ValueError(f"{name} does not have the architecture of {names[0]} (its weights differ in number or "
-                             "shape): only checkpoints of one architecture can be averaged")
-        for stack, w in zip(stacks, weights):
-            stack.append(w)
-    mean = [np.mean(np.stack(s), axis=0).astype(s[0].dtype) if np.issubdtype(s[0].dtype, np.floating) else s[0]
-            for s in stacks]
-    copy = keras.models.clone_model(models[0])
-    copy.set_weights(mean)
-    return copy
-
-
-def greedy_soup(models: list[keras.Model], names: list[str], score) -> tuple[keras.Model, list[dict]]:
-    """Rank ``models`` by ``score`` (a model -> validation accuracy), then add each, best first, to the
-    average if the average's score does not drop. Returns the soup and one row per candidate."""
-    alone = [score(m) for m in models]
-    order = sorted(range(len(models)), key=lambda i: -alone[i])
-    members = [order[0]]
-    best = alone[order[0]]
-    rows = [{"model": names[order[0]], "alone": alone[order[0]], "soup": best, "joined": True}]
-    for i in order[1:]:
-        trial = average_weights([models[j] for j in members + [i]], [names[j] for j in members + [i]])
-        value = score(trial)
-        joined = value >= best
-        if joined:
-            members.append(i)
-            best = value
-        rows.append({"model": names[i], "alone": alone[i], "soup": value, "joined": joined})
-    soup = average_weights([models[j] for j in members], [names[j] for j in members])
-    return soup, rows
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras import adjust
+from fer_keras import adjust, candidates
 from fer_keras.data.taxonomy import SIX
 from fer_keras.evaluation import predict_logits, predict_probabilities
 
@@ -18,15 +18,16 @@ def _faces(labels, soft=None):
 
 
 def test_priors_count_labels_or_average_votes():
-    p = adjust.class_priors(_faces([0, 0, 0, 1, 2, 2, 3, 4, 5, 5]))
+    p = candidates.class_priors(_faces([0, 0, 0, 1, 2, 2, 3, 4, 5, 5]))
     assert np.allclose(p, np.array([3, 1, 2, 1, 1, 2]) / 10)
     # a class without a face counts as half a face, so its log stays finite
-    p = adjust.class_priors(_faces([0, 0, 1]))
+    p = candidates.class_priors(_faces([0, 0, 1]))
     assert np.allclose(p, np.array([2, 1, 0.5, 0.5, 0.5, 0.5]) / 5)
     votes = np.array([[0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0.25, 0.75]], np.float32)
-    p = adjust.class_priors(_faces([0, 5], soft=votes), soft=True)
+    p = candidates.class_priors(_faces([0, 5], soft=votes), soft=True)
     assert np.allclose(p, np.array([0.5, 0.5, 0.5, 0.5, 0.25, 0.75]) / 3.0)  # classes 2 and 3: no votes
-    assert np.allclose(adjust.class_priors(_faces([0, 1, 1]), soft=True), adjust.class_priors(_faces([0, 1, 1])))
+    one_hot = _faces([0, 1, 1])
+    assert np.allclose(candidates.class_priors(one_hot, soft=True), candidates.class_priors(one_hot))
 
 
 def _linear_model(bias):
@@ -46,13 +47,13 @@ def test_the_adjusted_model_moves_each_logit_by_tau_log_prior_and_leaves_the_ori
     priors = np.array([0.4, 0.2, 0.15, 0.15, 0.02, 0.08])
     faces = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 1)).astype(np.float32)
     before = predict_logits(model, faces)
-    out = adjust.adjusted(model, priors, 0.3)
+    out = candidates.adjusted(model, priors, 0.3)
     assert np.allclose(predict_logits(out, faces), before - 0.3 * np.log(priors), atol=1e-5)
     assert np.allclose(predict_logits(model, faces), before)
     with pytest.raises(ValueError, match="6 classes"):
-        adjust.adjusted(model, priors[:5] / priors[:5].sum(), 0.3)
+        candidates.adjusted(model, priors[:5] / priors[:5].sum(), 0.3)
     with pytest.raises(ValueError, match="0 or more"):
-        adjust.adjusted(model, priors, -0.1)
+        candidates.adjusted(model, priors, -0.1)
 
 
 def test_tau_is_chosen_for_validation_accuracy_and_matches_the_saved_model_with_flip_tta():
@@ -65,15 +66,15 @@ def test_tau_is_chosen_for_validation_accuracy_and_matches_the_saved_model_with_
     model.get_layer("logits").set_weights([np.array([[0, 0, 0, 0, 0.01, 0]], np.float32),
                                            model.get_layer("logits").get_weights()[1]])
     priors = np.array([0.6, 0.05, 0.05, 0.05, 0.2, 0.05])
-    tau, rows = adjust.choose_tau(model, images, labels, priors, flip_tta=True)
-    assert [r["tau"] for r in rows] == list(adjust.GRID)
+    tau, rows = candidates.choose_tau(model, images, labels, priors, flip_tta=True)
+    assert [r["tau"] for r in rows] == list(candidates.GRID)
     untouched = rows[0]["accuracy"]
     best = max(r["accuracy"] for r in rows)
     assert tau > 0 and best > untouched
     assert rows[[r["tau"] for r in rows].index(tau)]["accuracy"] == best
     assert min(r["tau"] for r in rows if r["accuracy"] == best) == tau  # ties go to the smaller tau
     # the figure choose_tau gives for the chosen tau is what the adjusted model scores, flip TTA included
-    saved = adjust.adjusted(model, priors, tau)
+    saved = candidates.adjusted(model, priors, tau)
     predicted = predict_probabilities(saved, images, flip_tta=True).argmax(1)
     assert np.isclose((predicted == labels).mean(), best)
     chosen = rows[[r["tau"] for r in rows].index(tau)]
@@ -91,7 +92,7 @@ def test_cli_writes_the_adjusted_model_and_its_report(tmp_path, capsys):
     assert adjust.main(["--model", str(tmp_path / "m.keras"), *data, "--flip-tta", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.with_suffix(".adjust.json").read_text())
-    assert report["tau"] in adjust.GRID and len(report["grid"]) == len(adjust.GRID)
+    assert report["tau"] in candidates.GRID and len(report["grid"]) == len(candidates.GRID)
     assert np.isclose(sum(report["priors"].values()), 1.0) and "tau" in printed
     original, saved = load_classifier(tmp_path / "m.keras"), load_classifier(out)
     bias0, bias1 = original.get_layer("logits").get_weights()[1], saved.get_layer("logits").get_weights()[1]

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras import average
+from fer_keras import average, candidates
 from fer_keras.models import build_model
 
 DATA = ["--data", "synthetic", "--image-size", "32", "--synthetic-per-class", "10"]
@@ -20,7 +20,7 @@ def _model(seed: int) -> keras.Model:
 def test_the_average_holds_the_mean_of_every_weight_and_leaves_the_models_alone():
     a, b, c = _model(0), _model(1), _model(2)
     before = [w.copy() for w in a.get_weights()]
-    mean = average.average_weights([a, b, c])
+    mean = candidates.average_weights([a, b, c])
     for got, *each in zip(mean.get_weights(), a.get_weights(), b.get_weights(), c.get_weights()):
         assert np.allclose(got, np.mean(each, axis=0), atol=1e-6)
     assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), before))
@@ -30,18 +30,18 @@ def test_the_average_holds_the_mean_of_every_weight_and_leaves_the_models_alone(
         layer = m.get_layer(bn.name)
         gamma, beta, moving_mean, moving_var = layer.get_weights()
         layer.set_weights([gamma, beta, moving_mean + i, moving_var])
-    assert np.allclose(average.average_weights([a, b]).get_layer(bn.name).get_weights()[2],
+    assert np.allclose(candidates.average_weights([a, b]).get_layer(bn.name).get_weights()[2],
                        a.get_layer(bn.name).get_weights()[2] + 0.5, atol=1e-6)
     faces = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype(np.float32)
-    assert average.average_weights([a]).predict(faces, verbose=0)["probabilities"].shape == (4, 6)
+    assert candidates.average_weights([a]).predict(faces, verbose=0)["probabilities"].shape == (4, 6)
 
 
 def test_models_of_another_architecture_are_refused_by_name():
     other = build_model("gimefive", width=1 / 8, input_size=32)
     with pytest.raises(ValueError, match="wide.keras does not have the architecture of small.keras"):
-        average.average_weights([_model(0), other], ["small.keras", "wide.keras"])
+        candidates.average_weights([_model(0), other], ["small.keras", "wide.keras"])
     with pytest.raises(ValueError, match="no models"):
-        average.average_weights([])
+        candidates.average_weights([])
 
 
 def test_the_greedy_soup_adds_a_model_only_where_validation_does_not_drop():
@@ -53,7 +53,7 @@ def test_the_greedy_soup_adds_a_model_only_where_validation_does_not_drop():
     def score(model):
         return -float(np.abs(model.get_weights()[0] - target).mean())
 
-    soup, rows = average.greedy_soup(models, names, score)
+    soup, rows = candidates.greedy_soup(models, names, score)
     assert [r["model"] for r in rows][0] in ("m1", "m3")  # the best alone goes first
     joined = {r["model"] for r in rows if r["joined"]}
     assert joined == {"m1", "m3"}

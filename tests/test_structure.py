@@ -23,13 +23,13 @@ LAYERS = [
     ("using a model", ["fer_keras.loading", "fer_keras.explain", "fer_keras.explain.cams", "fer_keras.explain.overlay",
                        "fer_keras.explain.analysis",
                        "fer_keras.explain.figures", "fer_keras.explain.faithfulness", "fer_keras.explain.sanity",
-                       "fer_keras.explain.regions", "fer_keras.explain.crosscheck"]),
+                       "fer_keras.explain.regions", "fer_keras.explain.crosscheck", "fer_keras.candidates"]),
     ("export", ["fer_keras.exporting"]),
     ("training", ["fer_keras.training"]),
     ("shared flags", ["fer_keras.cli"]),
     ("commands", ["fer_keras.train", "fer_keras.evaluate", "fer_keras.export", "fer_keras.explain.__main__",
                   "fer_keras.pretrained.__main__", "fer_keras.portable", "fer_keras.robustness", "fer_keras.adjust",
-                  "fer_keras.average"]),
+                  "fer_keras.average", "fer_keras.finish"]),
 ]
 COMMANDS = {*LAYERS[-1][1], "clients.video", "clients.service.__main__", "tuning.search", "serving.local.__main__"}
 
