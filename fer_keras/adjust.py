@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.candidates import GRID, adjusted, choose_tau, class_priors, logits_layer
-from fer_keras.cli import add_data_arguments, add_validation_arguments, save_with_report, validation_faces
+from fer_keras.cli import add_adjustment_arguments, save_with_report, validation_faces
 from fer_keras.data.readers.common import DatasetError
 
 
@@ -33,13 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.adjust", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a .keras file or a shipped model name")
-    add_data_arguments(p)
-    p.add_argument("--soft-labels", action="store_true",
-                   help="priors from the annotators' vote distributions (FER+), as a --soft-labels run trained on")
     p.add_argument("--tau", default="auto",
                    help="strength of the correction (0: none, 1: the priors undone in full), or auto: the best "
                         f"validation accuracy of {GRID[0]}..{GRID[-1]} in steps of 0.05. Default: %(default)s")
-    add_validation_arguments(p, "choose")
+    add_adjustment_arguments(p)
     p.add_argument("--out", required=True, help="the adjusted model (.keras); a report NAME.adjust.json beside it")
     return p
 

@@ -72,6 +72,16 @@ def add_validation_arguments(parser: argparse.ArgumentParser, verb: str) -> None
                         help="seed of carved splits and of the shifted copy (use the training run's)")
 
 
+def add_adjustment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, ``--soft-labels`` and validation flags of the commands that adjust a model for its
+    training priors on validation faces (``adjust``, ``finish``)."""
+    add_data_arguments(parser)
+    parser.add_argument("--soft-labels", action="store_true",
+                        help="class priors from the annotators' vote distributions (FER+), as a --soft-labels run "
+                             "trained on")
+    add_validation_arguments(parser, "choose")
+
+
 def validation_faces(args: argparse.Namespace, classes: str, purpose: str, *, require_train: bool = False):
     """The data the flags name, and its validation faces (with their shifted copy for ``--shifted-copy``);
     ``purpose`` ("to choose tau on") completes the error where the data has no validation split."""

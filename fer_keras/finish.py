@@ -29,7 +29,7 @@ import numpy as np
 
 from fer_keras.candidates import SOUP_MARGIN, adjusted, choose_candidate, choose_tau, class_priors, greedy_soup
 from fer_keras.checkpointing import load_state
-from fer_keras.cli import add_data_arguments, add_validation_arguments, save_with_report, validation_faces
+from fer_keras.cli import add_adjustment_arguments, save_with_report, validation_faces
 from fer_keras.data.readers.common import DatasetError
 
 
@@ -37,10 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_keras.finish", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", required=True, help="the training run's folder (fer_keras.train --run-dir)")
-    add_data_arguments(p)
-    p.add_argument("--soft-labels", action="store_true",
-                   help="class priors of the adjustment from the annotators' votes (FER+), as a --soft-labels run")
-    add_validation_arguments(p, "choose")
+    add_adjustment_arguments(p)
     p.add_argument("--soup-margin", type=float, default=100 * SOUP_MARGIN,
                    help="validation points a soup must add over the best checkpoint to be chosen. Default: %(default)s")
     p.add_argument("--out", help="folder of the candidate and its report. Default: RUN/finish")
