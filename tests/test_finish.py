@@ -88,6 +88,7 @@ def test_finish_chooses_on_validation_and_its_figures_are_what_evaluate_measures
     ("broken state", "state.json cannot be read"),
     ("margin", "--soup-margin takes validation points"),
     ("other architecture", "does not have the architecture"),
+    ("corrupt checkpoint", "epoch-0003.keras"),
 ])
 def test_bad_input_gets_one_clear_error_and_writes_nothing(tmp_path, capsys, case, message):
     run = _run(tmp_path)
@@ -98,6 +99,8 @@ def test_bad_input_gets_one_clear_error_and_writes_nothing(tmp_path, capsys, cas
         (run / "state.json").write_text("{not json")
     elif case == "margin":
         argv += ["--soup-margin", "-1"]
+    elif case == "corrupt checkpoint":
+        (run / "checkpoints" / "epoch-0003.keras").write_bytes(b"not a zip archive")
     else:
         build_model("gimefive", width=1 / 8, input_size=32).save(run / "checkpoints" / "epoch-0005.keras")
     assert finish.main(argv) == 2
