@@ -55,6 +55,7 @@ class TrainConfig:
         optimizer: "sgd" (momentum), "adam" or "adamw".
         learning_rate: peak learning rate.
         momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD (the accelerator runs' choice, ``fer_keras.portable``).
         schedule: "constant" or "cosine" (decay to 0 over ``epochs``).
         warmup_epochs: linear warm-up epochs before the schedule.
         weight_decay: L2 weight decay; coupled (added to gradients, as
@@ -100,6 +101,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     learning_rate: float = 1e-3
     momentum: float = 0.9
+    nesterov: bool = False
     schedule: str = "constant"
     warmup_epochs: int = 0
     weight_decay: float = 1e-4

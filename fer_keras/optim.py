@@ -58,7 +58,8 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = learning_rate(config, steps_per_epoch)
     if config.optimizer == "sgd":
-        return CoupledSGD(l2=config.weight_decay, learning_rate=lr, momentum=config.momentum)
+        return CoupledSGD(l2=config.weight_decay, learning_rate=lr, momentum=config.momentum,
+                          nesterov=config.nesterov)
     if config.optimizer == "adam":
         return CoupledAdam(l2=config.weight_decay, learning_rate=lr)
     return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="Default: %(default)s")
     t.add_argument("--lr", type=float, default=D.learning_rate, help="(peak) learning rate. Default: %(default)s")
     t.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum. Default: %(default)s")
+    t.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD (as the accelerator runs)")
     t.add_argument(
         "--schedule", choices=SCHEDULES, default=D.schedule, help="learning-rate schedule. Default: %(default)s"
     )
@@ -120,10 +121,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         model=args.model, width=args.width, data=data_config(args, args.seed), epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, momentum=args.momentum,
-        schedule=args.schedule, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, augment=augment, augment_strength=args.augment_strength,
-        class_weighting=args.class_weighting, soft_labels=args.soft_labels, patience=args.patience,
-        keep_checkpoints=args.keep_checkpoints, seed=args.seed,
+        nesterov=args.nesterov, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=augment,
+        augment_strength=args.augment_strength, class_weighting=args.class_weighting, soft_labels=args.soft_labels,
+        patience=args.patience, keep_checkpoints=args.keep_checkpoints, seed=args.seed,
         strategy=args.strategy, run_dir=args.run_dir or f"runs/{args.model}", export_base=args.export_base,
         export_name=args.export_name or "", steps_per_epoch=args.steps_per_epoch,
         init_from=args.init_from, precision=args.precision, flip_tta=args.flip_tta,
