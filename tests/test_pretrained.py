@@ -74,6 +74,12 @@ def test_damaged_or_unknown_weights_give_one_clear_error(tmp_path):
         pretrained.load("nope")
     with pytest.raises(ModelLoadError, match="shipped model name"):
         load_classifier("nope")
+    # A truncated or corrupt .keras file is named as such, not as missing.
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 the first bytes of a zip, cut off")
+    with pytest.raises(ModelLoadError, match="broken.keras: it is not a .keras archive") as caught:
+        load_classifier(broken)
+    assert "not found" not in str(caught.value)
 
 
 def test_pack_round_trip_in_half_precision(tmp_path):

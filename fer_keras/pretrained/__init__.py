@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,8 @@ def load_keras_model(path: str | Path):
                               f"({', '.join(available()) or 'none'})")
     if not p.is_file():
         raise PretrainedError(f"model file {p} does not exist")
+    if not zipfile.is_zipfile(p):  # Keras would call a truncated or corrupt file "not found"
+        raise PretrainedError(f"cannot load {p}: it is not a .keras archive (a zip file); truncated or corrupt?")
     try:
         model = keras.saving.load_model(p, compile=False, safe_mode=True)
     except Exception as err:  # a corrupt zip, a foreign model
