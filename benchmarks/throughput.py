@@ -170,6 +170,23 @@ def _child(args) -> None:
     print("RESULT " + json.dumps(figures))
 
 
+FRAMEWORKS = ("keras", "keras-eigen", "keras-xla", "keras-bf16", "keras-jax", "torch")
+
+
+def parse_frameworks(text: str) -> list[str]:
+    """The ``--frameworks`` list: known names, each once (``--rounds`` repeats the list)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise ValueError(f"--frameworks {text!r}: unknown {unknown or 'empty list'}; "
+                         f"choose from {', '.join(FRAMEWORKS)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--frameworks {text!r} names {', '.join(repeated)} more than once; name each once and "
+                         "pass --rounds N to run the list N times, interleaved (each round is printed)")
+    return names
+
+
 def _run(framework: str, args) -> dict | None:
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", framework, "--batch", str(args.batch),
            "--steps", str(args.steps), "--threads", str(args.threads)]
@@ -196,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps. Default: %(default)s")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both. Default: all cores")
     p.add_argument("--frameworks", default="keras,keras-xla,keras-bf16,keras-jax,torch",
-                   help="comma-separated: keras, keras-eigen, keras-xla, keras-bf16, keras-jax, torch. "
-                        "Default: %(default)s")
+                   help=f"comma-separated, each once: {', '.join(FRAMEWORKS)}. Default: %(default)s")
     p.add_argument("--rounds", type=int, default=1, help="times the list runs, interleaved. Default: %(default)s")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -205,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         args.framework = args.child
         _child(args)
         return 0
-    rounds = [{f: _run(f, args) for f in args.frameworks.split(",")} for _ in range(args.rounds)]
+    try:
+        frameworks = parse_frameworks(args.frameworks)
+    except ValueError as err:
+        p.error(str(err))
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1; got {args.rounds}")
+    rounds = [{f: _run(f, args) for f in frameworks} for _ in range(args.rounds)]
     results = rounds[-1]
     print(f"machine: {describe()}; {args.threads} threads; training batch {args.batch}, inference batch 128")
     print(f"images/s at the median of {args.steps} timed steps (slowest step - fastest step)")

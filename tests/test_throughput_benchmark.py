@@ -47,3 +47,19 @@ def test_onednn_says_what_tensorflow_runs_and_none_where_it_cannot_tell(monkeypa
     assert throughput.onednn_enabled() in (True, False)
     monkeypatch.setattr(util, "_pywrap_util_port", types.SimpleNamespace(), raising=False)
     assert throughput.onednn_enabled() is None
+
+
+def test_a_repeated_or_unknown_framework_is_refused_before_anything_runs(monkeypatch, capsys):
+    import pytest
+
+    from benchmarks import throughput
+
+    monkeypatch.setattr(throughput.subprocess, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    for listed, said in (("keras,keras-bf16,keras", "names keras more than once"), ("keras,kears", "unknown ['kears']"),
+                         (",", "empty list")):
+        with pytest.raises(SystemExit) as stop:
+            throughput.main(["--frameworks", listed])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        throughput.main(["--frameworks", "keras", "--rounds", "0"])
+    assert "--rounds must be at least 1" in capsys.readouterr().err
