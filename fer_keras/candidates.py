@@ -15,7 +15,7 @@ architecture (every command, the export for TF Serving and the explanations use 
 so that the choice cannot follow the test split: the highest validation accuracy among the run's
 best checkpoint, the greedy soup of its kept checkpoints, and each one logit-adjusted; a soup counts
 only where it beats the best checkpoint by ``SOUP_MARGIN`` (about six of FER+'s 6,350 clean +
-shifted validation faces; the soups of four FER+ runs added 0.00, 0.06, 0.07 and 0.17 points), an
+shifted validation faces; the soups of five FER+ runs added 0.00, 0.06, 0.07, 0.11 and 0.17 points), an
 adjustment only where it chose ``tau`` > 0 (``tau`` 0 is the model itself). Ties go to the simpler model: the checkpoint
 before a soup, a model before its adjusted copy.
 """
