@@ -349,7 +349,9 @@ def format_table(report: dict) -> str:
             extra = ""
             if "gap" in cell and cell["gap"] is not None:
                 found = ", ".join(f"{d:.0%}" for d in report["shifts"][name]["detected"])
-                extra = f"   {cell['gap'] * 100:+.1f} pts below clean on the same faces; found {found}"
+                gap = cell["gap"] * 100
+                side = "below" if gap >= 0 else "above"
+                extra = f"   {abs(gap):.1f} pts {side} clean on the same faces; found {found}"
             lines.append(f"  {name:<20}{row}{mean:9.3f}{extra}" if mean is not None else f"  {name:<20}{row}")
         for source, cross in entry.get("cross", {}).items():
             weak = sorted(cross["recall"].items(), key=lambda kv: kv[1])[:2]
@@ -357,7 +359,25 @@ def format_table(report: dict) -> str:
                          f"macro-F1 {cross['macro_f1']:.3f}; weakest recall: "
                          + ", ".join(f"{c} {v:.2f}" for c, v in weak))
         lines.append("")
+    lines.extend(compare_lines(report))
     return "\n".join(lines)
+
+
+def compare_lines(report: dict) -> list[str]:
+    """With two or more models, each one's change against the first: clean accuracy, suite mean, and what
+    the shifts cost it (clean minus suite mean). A suite gain is the sum of a clean gain and a smaller
+    cost, so the cost says how much of a model's gain under shifts is robustness."""
+    names = list(report["models"])
+    if len(names) < 2 or any(report["models"][n]["suite_mean"] is None for n in names):
+        return []
+    base = report["models"][names[0]]
+    lines = [f"against {names[0]} (shifts cost it {(base['clean'] - base['suite_mean']) * 100:.1f} pts):"]
+    for name in names[1:]:
+        entry = report["models"][name]
+        lines.append(f"  {name}: clean {(entry['clean'] - base['clean']) * 100:+.1f} pts, suite mean "
+                     f"{(entry['suite_mean'] - base['suite_mean']) * 100:+.1f} pts; shifts cost it "
+                     f"{(entry['clean'] - entry['suite_mean']) * 100:.1f} pts")
+    return lines + [""]
 
 
 def _short_name(model: str) -> str:

@@ -43,6 +43,32 @@ def test_report_compares_each_shift_with_clean_accuracy(faces):
     assert "clean accuracy 1.0000" in table and "loose" in table
 
 
+def _entry(clean, shifts, **extra):
+    entry = {"clean": clean, "flip_tta": False, "shifts": {k: dict(v) for k, v in shifts.items()}, **extra}
+    robustness.summarise(entry)
+    return entry
+
+
+def test_table_compares_each_model_with_the_first_and_says_which_side_of_clean_a_crop_falls():
+    shifts = {"blur": {"accuracy": [0.8, 0.6]},
+              "detector-haar": {"accuracy": [0.9, 0.7], "clean_same_faces": [0.85, 0.85]}}
+    report = {"n": 10, "severities": [1, 5], "shifts": {"blur": {}, "detector-haar": {"detected": [1.0, 0.5]}},
+              "models": {"old": _entry(0.9, shifts),
+                         "new": _entry(0.85, {"blur": {"accuracy": [0.84, 0.8]},
+                                              "detector-haar": {"accuracy": [0.85, 0.83],
+                                                                "clean_same_faces": [0.85, 0.85]}})}}
+    table = robustness.format_table(report)
+    # old: crops at 0.9 and 0.7 against 0.85 clean on the same faces: 5 points below on average
+    assert "5.0 pts below clean on the same faces" in table
+    # old: suite mean (0.7 + 0.8) / 2 = 0.75, cost 15 pts; new: (0.82 + 0.84) / 2 = 0.83, cost 2 pts
+    assert "against old (shifts cost it 15.0 pts):" in table
+    assert "new: clean -5.0 pts, suite mean +8.0 pts; shifts cost it 2.0 pts" in table
+    better = {"detector-haar": {"accuracy": [0.9, 0.9], "clean_same_faces": [0.85, 0.85]}}
+    report["models"] = {"only": _entry(0.9, better)}
+    table = robustness.format_table(report)
+    assert "5.0 pts above clean on the same faces" in table and "against" not in table
+
+
 def test_detector_crops_of_a_real_face_pasted_into_scenes():
     skimage_data = pytest.importorskip("skimage.data")
     import cv2
