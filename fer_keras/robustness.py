@@ -353,6 +353,9 @@ def format_table(report: dict) -> str:
                 side = "below" if gap >= 0 else "above"
                 extra = f"   {abs(gap):.1f} pts {side} clean on the same faces; found {found}"
             lines.append(f"  {name:<20}{row}{mean:9.3f}{extra}" if mean is not None else f"  {name:<20}{row}")
+        for label, (by_level, mean) in severity_means(entry).items():
+            row = "".join(f"{v:9.3f}" if v is not None else f"{'-':>9}" for v in by_level)
+            lines.append(f"  {label:<20}{row}{mean:9.3f}")
         for source, cross in entry.get("cross", {}).items():
             weak = sorted(cross["recall"].items(), key=lambda kv: kv[1])[:2]
             lines.append(f"  {'cross ' + source:<20} accuracy {cross['accuracy']:.3f} on {cross['n']} faces, "
@@ -361,6 +364,24 @@ def format_table(report: dict) -> str:
         lines.append("")
     lines.extend(compare_lines(report))
     return "\n".join(lines)
+
+
+def severity_means(entry: dict) -> dict[str, tuple[list[float | None], float]]:
+    """Over the image shifts and, apart, over the detector rows (those with a clean accuracy on the same
+    faces): the mean accuracy at each severity, and the mean of the rows' means. A model that gains only at
+    the upper severities holds up under large shifts but not under the small ones a camera mostly gives."""
+    groups = {"image shifts, mean": [n for n, c in entry["shifts"].items() if "clean_same_faces" not in c],
+              "detector rows, mean": [n for n, c in entry["shifts"].items() if "clean_same_faces" in c]}
+    out = {}
+    for label, names in groups.items():
+        means = [entry["shift_means"][n] for n in names if entry["shift_means"][n] is not None]
+        if len(names) < 2 or not means:  # one row's mean is the row itself
+            continue
+        levels = zip(*(entry["shifts"][n]["accuracy"] for n in names))
+        by_level = [float(np.mean(kept)) if (kept := [v for v in level if v is not None]) else None
+                    for level in levels]
+        out[label] = (by_level, float(np.mean(means)))
+    return out
 
 
 def compare_lines(report: dict) -> list[str]:

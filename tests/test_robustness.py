@@ -63,6 +63,14 @@ def test_table_compares_each_model_with_the_first_and_says_which_side_of_clean_a
     # old: suite mean (0.7 + 0.8) / 2 = 0.75, cost 15 pts; new: (0.82 + 0.84) / 2 = 0.83, cost 2 pts
     assert "against old (shifts cost it 15.0 pts):" in table
     assert "new: clean -5.0 pts, suite mean +8.0 pts; shifts cost it 2.0 pts" in table
+    assert "image shifts, mean" not in table  # one image shift: its own row already says it
+    report["models"]["new"]["shifts"]["noise"] = {"accuracy": [0.9, None]}
+    report["shifts"]["noise"] = {}
+    robustness.summarise(report["models"]["new"])
+    # blur (0.84, 0.8) and noise (0.9, -): by severity (0.87, 0.8); the rows' means 0.82 and 0.9: 0.86
+    by_level, mean = robustness.severity_means(report["models"]["new"])["image shifts, mean"]
+    assert by_level == pytest.approx([0.87, 0.8]) and mean == pytest.approx(0.86)
+    assert "image shifts, mean      0.870    0.800    0.860" in robustness.format_table(report)
     better = {"detector-haar": {"accuracy": [0.9, 0.9], "clean_same_faces": [0.85, 0.85]}}
     report["models"] = {"only": _entry(0.9, better)}
     table = robustness.format_table(report)
