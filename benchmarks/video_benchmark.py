@@ -214,7 +214,9 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     than one face. With ``clean`` (each source image's predicted class, the face as its dataset crops it),
     also the accuracy of those predictions over the same found faces: what the pipeline's crops cost,
     overall and per true class (``per_class``: found instances, right in the video, right on their own
-    images).
+    images), and where the two disagree, what the wrong side said (``crop_changes``: "lost", right on the
+    own image and wrong in the video, counted by "true->said in the video"; "won", the reverse, by
+    "true->said on the own image"): whether the crops' errors go to one class.
     """
     from clients.tracking import iou
 
@@ -224,6 +226,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
     overlaps = []
     paired: list[tuple[tuple, int, int]] = []  # (face, right in the video, right on its own image) per instance
     per_class = {name: [0, 0, 0] for name in classes}  # found instances with a source, right in video, right own
+    changes: dict[str, dict[str, int]] = {"lost": {}, "won": {}}
     shots_of_track: dict[int, set] = {}
     faces_of_track: dict[int, set] = {}
     shot_start = {}
@@ -255,6 +258,10 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
                     sums[0] += 1
                     sums[1] += predicted == classes[g["label"]]
                     sums[2] += clean[g["source"]] == classes[g["label"]]
+                    true, own = classes[g["label"]], clean[g["source"]]
+                    if (predicted == true) != (own == true):
+                        side, said = ("won", own) if predicted == true else ("lost", predicted)
+                        changes[side][f"{true}->{said}"] = changes[side].get(f"{true}->{said}", 0) + 1
                 faces_of_track.setdefault(face.get("track"), set()).add((g.get("shot"), k))
         for face in record["faces"]:
             if gt and "shot" in gt[0]:
@@ -277,6 +284,7 @@ def score(truth: list[list[dict]], records: list[dict], classes, region: str = "
         result["faces_paired"] = _per_face(paired)
         result["crop_cost_interval"] = crop_cost_interval(result["faces_paired"])
         result["per_class"] = {name: sums for name, sums in per_class.items() if sums[0]}
+        result["crop_changes"] = changes
     if shots_of_track:
         result.update(false_boxes_per_frame_first_10_of_shot=false_early / max(early_frames, 1),
                       tracks=len(shots_of_track),
@@ -311,6 +319,16 @@ def _per_class_line(per_class: dict[str, list[int]]) -> str:
         f"{name} {n}: {video / n:.3f} / {own / n:.3f}" for name, (n, video, own) in per_class.items())
 
 
+def _changes_line(changes: dict[str, dict[str, int]], top: int = 5) -> str:
+    """The instances the crops lost and won, each side with its most frequent true->said pairs."""
+    def side(counts: dict[str, int]) -> str:
+        pairs = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return f"{sum(counts.values())}" + (" (" + ", ".join(f"{k.replace('->', ' as ')} {n}" for k, n in pairs)
+                                            + ")" if pairs else "")
+    return (f"the crops' changes, found instances: right on their own image, wrong in the video "
+            f"{side(changes['lost'])}; wrong on their own image, right in the video {side(changes['won'])}")
+
+
 def pooled(runs: list[str]) -> int:
     """Prints the crop cost over the found faces of several runs together, with its interval, and per true
     class where every run recorded it."""
@@ -339,6 +357,13 @@ def pooled(runs: list[str]) -> int:
             for name, sums in result["per_class"].items():
                 per_class[name] = [a + b for a, b in zip(per_class.get(name, [0, 0, 0]), sums)]
         print(_per_class_line(per_class))
+    if all("crop_changes" in result for result in results):
+        changes: dict[str, dict[str, int]] = {"lost": {}, "won": {}}
+        for result in results:
+            for side, counts in result["crop_changes"].items():
+                for key, n in counts.items():
+                    changes[side][key] = changes[side].get(key, 0) + n
+        print(_changes_line(changes))
     return 0
 
 
@@ -543,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{quality['crop_cost_interval'][0]:.1f} to {quality['crop_cost_interval'][1]:.1f}, faces resampled)")
     if "per_class" in quality:
         print(_per_class_line(quality["per_class"]))
+        print(_changes_line(quality["crop_changes"]))
     if "tracks" in quality:
         print(f"shots: false boxes per frame in the first 10 frames of a shot "
               f"{quality['false_boxes_per_frame_first_10_of_shot']:.3f}; {quality['tracks']} tracks, "

@@ -73,6 +73,8 @@ def test_clean_accuracy_is_taken_over_the_same_found_faces():
     assert result["found_with_source"] == 5 and result["clean_accuracy_of_found"] == 3 / 5  # a right 3x, b wrong 2x
     # per true class: found instances, right in the video, right on their own images
     assert result["per_class"] == {"happiness": [3, 2, 3], "surprise": [2, 1, 0]}
+    # a's first frame went wrong in the video (said sadness); b's first was right though its own image says fear
+    assert result["crop_changes"] == {"lost": {"happiness->sadness": 1}, "won": {"surprise->fear": 1}}
     assert "clean_accuracy_of_found" not in score(truth, records, CLASSES)
 
 
@@ -142,7 +144,14 @@ def test_the_crop_cost_interval_resamples_whole_faces_and_runs_pool(tmp_path, ca
     for name, per_class in (("a", {"fear": [10, 4, 8]}), ("b", {"fear": [10, 6, 8], "anger": [5, 5, 5]})):
         (tmp_path / name / "benchmark.json").write_text(json.dumps({"faces_paired": faces, "per_class": per_class}))
     assert main(["--pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
-    assert "fear 20: 0.500 / 0.800, anger 5: 1.000 / 1.000" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "fear 20: 0.500 / 0.800, anger 5: 1.000 / 1.000" in said and "the crops' changes" not in said
+    for name, lost in (("a", {"anger->neutral": 3, "fear->sadness": 1}), ("b", {"anger->neutral": 2})):
+        (tmp_path / name / "benchmark.json").write_text(json.dumps(
+            {"faces_paired": faces, "crop_changes": {"lost": lost, "won": {"neutral->anger": 1}}}))
+    assert main(["--pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert ("right on their own image, wrong in the video 6 (anger as neutral 5, fear as sadness 1); wrong on their "
+            "own image, right in the video 2 (neutral as anger 2)") in capsys.readouterr().out
 
 
 def test_soak_latency_per_minute():
